@@ -1,0 +1,110 @@
+"""The bus against the real Redis: streams, groups, reclaim, cancel, replies, health."""
+
+from __future__ import annotations
+
+import asyncio
+
+from voicefleet.bus import Bus
+from voicefleet.messages import Message, ToolResult, TurnRequest
+from voicefleet.service import Service
+from voicefleet.settings import BusSettings, ServiceSettings
+
+
+async def test_emit_and_read_session_stream(bus: Bus) -> None:
+    await bus.emit(TurnRequest(session_id="s1", text="hello"))
+    entries = await bus.read(bus.keys.out("s1"), "0", block_ms=100)
+    assert [e.message.text for e in entries if isinstance(e.message, TurnRequest)] == ["hello"]
+
+
+async def test_malformed_entry_reads_as_error_not_exception(bus: Bus) -> None:
+    await bus.redis.xadd(bus.keys.out("s1"), {b"h": b"{broken"})
+    entries = await bus.read(bus.keys.out("s1"), "0", block_ms=100)
+    assert entries[0].message is None and "JSON" in str(entries[0].error)
+
+
+async def test_entries_of_a_dead_consumer_are_reclaimed(bus: Bus) -> None:
+    stream, group = bus.keys.turns, "llm"
+    await bus.ensure_group(stream, group)
+    await bus.enqueue(stream, TurnRequest(session_id="s1", text="lost?"))
+    taken = await bus.read_group(stream, group, "dead-worker", count=10, block_ms=100)
+    assert len(taken) == 1  # delivered to a worker that then dies without acking
+    claimed, poisoned = await bus.reclaim(stream, group, "live-worker", alive={"live-worker"})
+    assert [e.message.text for e in claimed] == ["lost?"] and not poisoned
+    # A live consumer's entries are left alone.
+    again, _ = await bus.reclaim(stream, group, "other", alive={"live-worker", "other"})
+    assert again == []
+
+
+async def test_group_is_recreated_after_redis_forgets_it(bus: Bus) -> None:
+    stream, group = bus.keys.speak, "tts"
+    await bus.ensure_group(stream, group)
+    await bus.redis.delete(stream)  # what a restarted, non-persistent Redis looks like
+    assert await bus.read_group(stream, group, "w", count=1, block_ms=10) == []
+    await bus.enqueue(stream, TurnRequest(session_id="s", text="after restart"))
+    got = await bus.read_group(stream, group, "w", count=1, block_ms=100)
+    assert got[0].message.text == "after restart"
+
+
+async def test_cancel_is_broadcast_and_remembered(bus: Bus) -> None:
+    received: list[Message] = []
+
+    async def listen() -> None:
+        async for cancel in bus.cancels():
+            received.append(cancel)
+            return
+
+    task = asyncio.create_task(listen())
+    await asyncio.sleep(0.2)
+    await bus.cancel("s1", "t9", reason="barge_in")
+    await asyncio.wait_for(task, 5)
+    assert received[0].turn_id == "t9"
+    assert await bus.is_cancelled("s1", "t9")
+    assert not await bus.is_cancelled("s1", "t10")
+
+
+async def test_reply_round_trip(bus: Bus) -> None:
+    await bus.reply("req1", ToolResult(call_id="req1", text="done"))
+    got = await bus.wait_reply("req1", 1.0)
+    assert isinstance(got, ToolResult) and got.text == "done"
+    assert await bus.wait_reply("req1", 0.1) is None
+
+
+class Echo(Service):
+    """A tiny service: answers each turn request on the session's out stream."""
+
+    name = "echo"
+
+    def loops(self):  # type: ignore[no-untyped-def]
+        return [self.consume(self.keys.turns, "echo", self.handle)]
+
+    async def handle(self, msg: Message) -> None:
+        assert isinstance(msg, TurnRequest)
+        if msg.text == "explode":
+            raise RuntimeError("boom")
+        await self.bus.emit(ToolResult(session_id=msg.session_id, text=msg.text.upper()))
+
+
+async def test_service_survives_bad_messages_and_handler_errors(bus: Bus, bus_settings: BusSettings) -> None:
+    service = Echo(ServiceSettings(bus=bus_settings))
+    runner = asyncio.create_task(service.run())
+    try:
+        await bus.redis.xadd(bus.keys.turns, {b"h": b'{"type":"turn_request","session_id":"s1"}'})
+        await bus.enqueue(bus.keys.turns, TurnRequest(session_id="s1", text="explode"))
+        await bus.enqueue(bus.keys.turns, TurnRequest(session_id="s1", text="still here"))
+        seen: list[Message] = []
+        last = "0"
+        async with asyncio.timeout(10):
+            while not any(getattr(m, "text", "") == "STILL HERE" for m in seen):
+                for entry in await bus.read(bus.keys.out("s1"), last, block_ms=200):
+                    last = entry.id
+                    seen.append(entry.message)
+        codes = [getattr(m, "code", None) for m in seen]
+        assert "bad_message" in codes and "echo_failed" in codes
+        health = await bus.health()
+        assert health["echo"][0]["ready"] is True
+        pending = await bus.redis.xpending(bus.keys.turns, "echo")
+        assert pending["pending"] == 0  # everything acked
+    finally:
+        service.stop()
+        await asyncio.wait_for(runner, 10)
+    assert "echo" not in await bus.health()  # health key removed on clean stop

@@ -1,0 +1,1 @@
+"""Shared package: messages, keys, settings, bus, service base."""

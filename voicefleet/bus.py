@@ -1,0 +1,306 @@
+"""The bus client: typed messages over Redis, used by every service.
+
+One :class:`Bus` per process wraps an asyncio Redis connection pool. It knows
+the primitive behind each kind of message (see :mod:`voicefleet.keys`), so
+services talk in messages, never in Redis commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from . import codec
+from .keys import Keys
+from .messages import Cancel, Error, Message
+from .settings import BusSettings
+
+log = logging.getLogger(__name__)
+
+#: Errors that mean "Redis is unreachable right now": retry with backoff.
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+
+AUDIO_MAXLEN = 3000  # ~96 s of 32 ms frames per session
+OUT_MAXLEN = 5000  # events + audio chunks going back to one client
+SESSION_TTL_S = 3600  # session state outlives a dropped connection this long
+CANCEL_TTL_S = 600
+
+
+def instance_name(service: str) -> str:
+    """A unique name for this process: consumer name and health key suffix."""
+    return f"{service}-{socket.gethostname()}-{os.getpid()}-{os.urandom(2).hex()}"
+
+
+@dataclass
+class Entry:
+    """One stream entry: its id and the decoded message (or the decode error)."""
+
+    id: bytes
+    message: Message | None
+    error: codec.DecodeError | None = None
+
+
+class Backoff:
+    """Exponential backoff with a cap, reset after success."""
+
+    def __init__(self, first: float = 0.1, cap: float = 5.0) -> None:
+        self.first, self.cap, self.delay = first, cap, first
+
+    async def wait(self) -> None:
+        await asyncio.sleep(self.delay)
+        self.delay = min(self.cap, self.delay * 2)
+
+    def reset(self) -> None:
+        self.delay = self.first
+
+
+class Bus:
+    """Typed access to the fleet's Redis."""
+
+    def __init__(self, settings: BusSettings) -> None:
+        self.settings = settings
+        self.keys: Keys = settings.keys
+        self.redis: aioredis.Redis = aioredis.Redis.from_url(
+            settings.redis_url,
+            decode_responses=False,
+            socket_connect_timeout=2.0,
+            health_check_interval=10,
+        )
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    async def wait_until_up(self, give_up_after: float | None = None) -> None:
+        """Ping until Redis answers, with backoff; log once while waiting."""
+        backoff = Backoff()
+        started = time.monotonic()
+        warned = False
+        while True:
+            try:
+                await self.redis.ping()
+                if warned:
+                    log.info("Redis is reachable again at %s", self.settings.redis_url)
+                return
+            except REDIS_DOWN as exc:
+                if give_up_after is not None and time.monotonic() - started > give_up_after:
+                    raise
+                if not warned:
+                    log.warning("Redis not reachable at %s (%s); retrying", self.settings.redis_url, exc)
+                    warned = True
+                await backoff.wait()
+
+    # ------------------------------------------------------------------
+    # streams: writing
+    # ------------------------------------------------------------------
+    async def add(self, stream: str, msg: Message, maxlen: int | None = None) -> bytes:
+        fields: Any = codec.encode(msg)
+        result: bytes = await self.redis.xadd(stream, fields, maxlen=maxlen, approximate=True)
+        return result
+
+    async def emit(self, msg: Message) -> bytes:
+        """Send an event (or reply audio) to the client of ``msg.session_id``."""
+        return await self.add(self.keys.out(msg.session_id), msg, maxlen=OUT_MAXLEN)
+
+    async def emit_error(self, session_id: str, code: str, message: str, turn_id: str = "") -> None:
+        if not session_id:
+            return
+        try:
+            await self.emit(Error(session_id=session_id, turn_id=turn_id, code=code, message=message))
+        except REDIS_DOWN:
+            log.warning("could not report error %s to session %s: Redis down", code, session_id)
+
+    async def enqueue(self, stream: str, msg: Message) -> bytes:
+        """Add must-not-lose work to a stream read by a consumer group."""
+        return await self.add(stream, msg)
+
+    # ------------------------------------------------------------------
+    # streams: reading without a group (session streams)
+    # ------------------------------------------------------------------
+    async def read(
+        self, stream: str, last_id: bytes | str, block_ms: int = 1000, count: int = 100
+    ) -> list[Entry]:
+        """Entries after ``last_id``, waiting up to ``block_ms`` for the first."""
+        reply = await self.redis.xread({stream: last_id}, count=count, block=block_ms)
+        return [self._entry(entry_id, fields) for _, entries in reply or [] for entry_id, fields in entries]
+
+    @staticmethod
+    def _entry(entry_id: bytes, fields: dict[bytes, bytes]) -> Entry:
+        try:
+            return Entry(entry_id, codec.decode(fields))
+        except codec.DecodeError as exc:
+            return Entry(entry_id, None, exc)
+
+    # ------------------------------------------------------------------
+    # streams: consumer groups (work)
+    # ------------------------------------------------------------------
+    async def ensure_group(self, stream: str, group: str) -> None:
+        try:
+            await self.redis.xgroup_create(stream, group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def read_group(
+        self, stream: str, group: str, consumer: str, count: int, block_ms: int = 1000
+    ) -> list[Entry]:
+        """New entries for this consumer; recreates the group if Redis lost it."""
+        try:
+            reply = await self.redis.xreadgroup(group, consumer, {stream: ">"}, count=count, block=block_ms)
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            log.warning("consumer group %s on %s is gone (Redis restarted?); recreating", group, stream)
+            await self.ensure_group(stream, group)
+            return []
+        return [self._entry(entry_id, fields) for _, entries in reply or [] for entry_id, fields in entries]
+
+    async def ack(self, stream: str, group: str, entry_id: bytes) -> None:
+        await self.redis.xack(stream, group, entry_id)
+
+    async def reclaim(
+        self, stream: str, group: str, consumer: str, alive: set[str], max_deliveries: int = 3
+    ) -> tuple[list[Entry], list[Entry]]:
+        """Claim entries held by consumers that are no longer alive.
+
+        Returns ``(claimed, poisoned)``: poisoned entries were delivered
+        ``max_deliveries`` times already (each time their worker died), so
+        they are acked and handed back for an error report instead of
+        killing another worker.
+        """
+        try:
+            summary = await self.redis.xpending(stream, group)
+        except ResponseError:
+            return [], []
+        dead = [
+            c["name"] for c in summary.get("consumers", []) if _text(c["name"]) not in alive
+        ]
+        claimed: list[Entry] = []
+        poisoned: list[Entry] = []
+        for name in dead:
+            pending = await self.redis.xpending_range(stream, group, "-", "+", 100, consumername=name)
+            if not pending:
+                await self.redis.xgroup_delconsumer(stream, group, name)
+                continue
+            ids = [p["message_id"] for p in pending]
+            deliveries = {p["message_id"]: p["times_delivered"] for p in pending}
+            entries = await self.redis.xclaim(stream, group, consumer, 0, ids)
+            for entry_id, fields in entries:
+                if fields is None:  # trimmed away meanwhile
+                    await self.ack(stream, group, entry_id)
+                    continue
+                entry = self._entry(entry_id, fields)
+                if deliveries.get(entry_id, 0) >= max_deliveries:
+                    await self.ack(stream, group, entry_id)
+                    poisoned.append(entry)
+                else:
+                    claimed.append(entry)
+            log.warning(
+                "reclaimed %d entries of %s from dead consumer %s", len(entries), stream, _text(name)
+            )
+        return claimed, poisoned
+
+    # ------------------------------------------------------------------
+    # cancel (pub/sub + marker key)
+    # ------------------------------------------------------------------
+    async def cancel(self, session_id: str, turn_id: str, reason: str = "barge_in") -> None:
+        msg = Cancel(session_id=session_id, turn_id=turn_id, reason=reason).stamp("cancel")
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(self.keys.cancelled(session_id, turn_id), reason, ex=CANCEL_TTL_S)
+        pipe.publish(self.keys.cancel_channel, codec.encode_text(msg))
+        await pipe.execute()
+
+    async def is_cancelled(self, session_id: str, turn_id: str) -> bool:
+        return bool(await self.redis.exists(self.keys.cancelled(session_id, turn_id)))
+
+    async def cancels(self) -> AsyncIterator[Cancel]:
+        """Every cancel broadcast from now on; resubscribes after a Redis restart."""
+        backoff = Backoff()
+        while True:
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.keys.cancel_channel)
+                backoff.reset()
+                async for item in pubsub.listen():
+                    try:
+                        msg = codec.decode_text(item["data"], (Cancel,))
+                    except codec.DecodeError as exc:
+                        log.warning("ignoring bad cancel broadcast: %s", exc)
+                        continue
+                    assert isinstance(msg, Cancel)
+                    yield msg
+            except REDIS_DOWN as exc:
+                log.warning("cancel subscription lost (%s); resubscribing", exc)
+                await backoff.wait()
+            finally:
+                try:
+                    await pubsub.aclose()
+                except REDIS_DOWN:
+                    pass
+
+    # ------------------------------------------------------------------
+    # request / reply (tool calls, HTTP TTS)
+    # ------------------------------------------------------------------
+    async def reply(self, request_id: str, msg: Message, ttl_s: int = 120) -> None:
+        """Push one reply message for ``request_id`` (several may follow in order)."""
+        key = self.keys.reply(request_id)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.rpush(key, json.dumps({"h": msg.header()}).encode() + b"\n" + _audio_of(msg))
+        pipe.expire(key, ttl_s)
+        await pipe.execute()
+
+    async def wait_reply(self, request_id: str, timeout_s: float) -> Message | None:
+        """The next reply for ``request_id``, or None after ``timeout_s``."""
+        item = await self.redis.blpop([self.keys.reply(request_id)], timeout=max(timeout_s, 0.01))
+        if item is None:
+            return None
+        header, _, audio = item[1].partition(b"\n")
+        return codec.from_header(json.loads(header)["h"], audio)
+
+    # ------------------------------------------------------------------
+    # health
+    # ------------------------------------------------------------------
+    async def beat(self, service: str, instance: str, status: dict[str, Any]) -> None:
+        ttl_ms = int(self.settings.health_ttl_s * 1000)
+        await self.redis.set(
+            self.keys.health(service, instance), json.dumps(status).encode(), px=ttl_ms
+        )
+
+    async def health(self) -> dict[str, list[dict[str, Any]]]:
+        """Live worker processes by service, from their health keys."""
+        services: dict[str, list[dict[str, Any]]] = {}
+        async for key in self.redis.scan_iter(match=self.keys.health_pattern, count=200):
+            raw = await self.redis.get(key)
+            if raw is None:
+                continue
+            service, instance = _text(key).rsplit(":", 2)[-2:]
+            status = json.loads(raw)
+            status["instance"] = instance
+            services.setdefault(service, []).append(status)
+        return services
+
+    async def alive_instances(self, service: str) -> set[str]:
+        pattern = self.keys.health(service, "*")
+        return {_text(k).rsplit(":", 1)[-1] async for k in self.redis.scan_iter(match=pattern, count=200)}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _audio_of(msg: Message) -> bytes:
+    return bytes(getattr(msg, "audio", b"")) if msg.has_audio else b""
+
+
+Handler = Callable[[Message], Awaitable[None]]

@@ -1,0 +1,411 @@
+"""The fleet's message vocabulary: every message on the bus and on the WebSocket.
+
+Every message shares one envelope (:class:`Message`): ``type``, ``version``,
+``session_id``, ``turn_id``, ``seq`` and ``ts``, the wall-clock time (epoch
+seconds) at which each stage touched it. Stage times are copied forward from
+message to message, so one turn's latency can be broken down from the last
+message alone.
+
+Messages that carry audio keep it in the ``audio`` field, which is never part
+of the JSON: the codec (:mod:`voicefleet.codec`) sends it as raw bytes beside
+the header. ``type`` selects the class from a closed registry; a payload never
+names a class to import.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Annotated, Any, ClassVar, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+PROTOCOL_VERSION = 1
+
+
+def new_id() -> str:
+    """A short random id for sessions, turns, calls and requests."""
+    return uuid.uuid4().hex[:16]
+
+
+def now() -> float:
+    return time.time()
+
+
+class Message(BaseModel):
+    """The envelope every message shares."""
+
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+    type: str
+    version: int = PROTOCOL_VERSION
+    session_id: str = ""
+    turn_id: str = ""
+    seq: int = 0
+    ts: dict[str, float] = Field(default_factory=dict)
+
+    #: True for messages that carry raw audio beside the JSON header.
+    has_audio: ClassVar[bool] = False
+
+    def stamp(self, stage: str, at: float | None = None) -> "Message":
+        """Record when ``stage`` happened (now by default) and return self."""
+        self.ts[stage] = now() if at is None else at
+        return self
+
+    def header(self) -> dict[str, Any]:
+        """The JSON-safe part of the message (audio left out)."""
+        return self.model_dump(mode="json", exclude={"audio"})
+
+
+class _AudioMessage(Message):
+    has_audio: ClassVar[bool] = True
+    audio: bytes = Field(default=b"", exclude=True, repr=False)
+    sample_rate: int = 16000
+
+
+# ---------------------------------------------------------------------------
+# Client -> gateway (JSON text frames on the WebSocket)
+# ---------------------------------------------------------------------------
+
+
+class Start(Message):
+    """First message of a connection: how the client sends and wants audio."""
+
+    type: Literal["start"] = "start"
+    sample_rate: int = 16000
+    output_sample_rate: int = 0  # 0: same as sample_rate
+    wake_word: str | None = None  # None: always listening
+    voice: str | None = None
+    speech_rate: float = 1.0
+    language: str | None = None
+    resume_session_id: str | None = None
+
+
+class Configure(Message):
+    """Change session options mid-session; only the given fields change."""
+
+    type: Literal["configure"] = "configure"
+    wake_word: str | None = None
+    listen_always: bool | None = None
+    voice: str | None = None
+    speech_rate: float | None = None
+
+
+class TextInput(Message):
+    """Typed text, handled like a final transcript."""
+
+    type: Literal["text"] = "text"
+    text: str
+
+
+class Interrupt(Message):
+    """The client asks to stop the current reply (button press, barge-in it detected)."""
+
+    type: Literal["interrupt"] = "interrupt"
+
+
+class PlaybackStarted(Message):
+    """The client's speaker started playing reply audio (echo may follow)."""
+
+    type: Literal["playback_started"] = "playback_started"
+
+
+class PlaybackFinished(Message):
+    """The client's speaker went quiet."""
+
+    type: Literal["playback_finished"] = "playback_finished"
+
+
+class Stop(Message):
+    """The client ends the session."""
+
+    type: Literal["stop"] = "stop"
+
+
+# ---------------------------------------------------------------------------
+# Gateway <-> workers, session audio stream
+# ---------------------------------------------------------------------------
+
+
+class AudioFrame(_AudioMessage):
+    """PCM16LE mono from the client, already resampled to 16 kHz by the gateway."""
+
+    type: Literal["audio_frame"] = "audio_frame"
+
+
+class SessionStarted(Message):
+    """A session opened (written to its audio stream and announced)."""
+
+    type: Literal["session_started"] = "session_started"
+    user: str = ""
+    wake_word: str | None = None
+
+
+class SessionEnded(Message):
+    """A session closed: owners release it."""
+
+    type: Literal["session_ended"] = "session_ended"
+    reason: str = ""
+
+
+# ---------------------------------------------------------------------------
+# Work items (streams with consumer groups)
+# ---------------------------------------------------------------------------
+
+
+class TurnRequest(Message):
+    """Something to answer: a final transcript or typed text."""
+
+    type: Literal["turn_request"] = "turn_request"
+    user: str = ""
+    text: str
+    source: Literal["voice", "text", "timer"] = "voice"
+    attempt: int = 0
+
+
+class SpeakRequest(Message):
+    """One speakable chunk of a reply; ``seq`` orders the chunks of a turn."""
+
+    type: Literal["speak_request"] = "speak_request"
+    text: str
+    voice: str | None = None
+    speech_rate: float = 1.0
+    sample_rate: int = 16000
+    final: bool = False  # last chunk of the turn
+
+
+class ToolCall(Message):
+    """Invoke one tool; the answer is pushed to ``Keys.reply(call_id)``."""
+
+    type: Literal["tool_call"] = "tool_call"
+    call_id: str = Field(default_factory=new_id)
+    user: str = ""
+    name: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class ToolResult(Message):
+    """The outcome of a tool call, also shown to the client."""
+
+    type: Literal["tool_result"] = "tool_result"
+    call_id: str = ""
+    name: str = ""
+    ok: bool = True
+    text: str = ""
+    data: Any = None
+
+
+class Cancel(Message):
+    """Stop everything for ``turn_id`` (or the whole session when empty)."""
+
+    type: Literal["cancel"] = "cancel"
+    reason: str = "barge_in"
+
+
+class TtsRequest(Message):
+    """HTTP ``POST /v1/tts``: synthesize a whole text; chunks go to ``Keys.reply``."""
+
+    type: Literal["tts_request"] = "tts_request"
+    request_id: str = Field(default_factory=new_id)
+    text: str
+    voice: str | None = None
+    speech_rate: float = 1.0
+    sample_rate: int = 22050
+
+
+# ---------------------------------------------------------------------------
+# Server -> client events (JSON on the WebSocket; also on the session out stream)
+# ---------------------------------------------------------------------------
+
+
+class Ready(Message):
+    """The session is open; ``session_id`` names it."""
+
+    type: Literal["ready"] = "ready"
+    sample_rate: int = 16000
+    output_sample_rate: int = 16000
+    wake_words: list[str] = Field(default_factory=list)
+    voices: list[str] = Field(default_factory=list)
+    max_frame_bytes: int = 0
+
+
+class Wake(Message):
+    type: Literal["wake"] = "wake"
+    word: str
+    score: float = 0.0
+
+
+class SpeechStarted(Message):
+    type: Literal["speech_started"] = "speech_started"
+    audio_ms: float = 0.0  # position in the session's input audio
+
+
+class SpeechStopped(Message):
+    type: Literal["speech_stopped"] = "speech_stopped"
+    audio_ms: float = 0.0
+    reason: Literal["silence", "max_length"] = "silence"
+
+
+class TranscriptPartial(Message):
+    type: Literal["transcript_partial"] = "transcript_partial"
+    text: str
+
+
+class TranscriptFinal(Message):
+    type: Literal["transcript_final"] = "transcript_final"
+    text: str
+    language: str | None = None
+
+
+class ReplyDelta(Message):
+    """Streamed reply text (markdown kept)."""
+
+    type: Literal["reply_delta"] = "reply_delta"
+    text: str
+
+
+class ReplyDone(Message):
+    """The reply is complete; ``chunks`` speech chunks were requested for it."""
+
+    type: Literal["reply_done"] = "reply_done"
+    text: str = ""
+    chunks: int = 0
+    interrupted: bool = False
+    backend: str = ""
+
+
+class AudioChunk(_AudioMessage):
+    """Reply audio; ``seq`` is the speech chunk, ``index`` the piece within it."""
+
+    type: Literal["audio_chunk"] = "audio_chunk"
+    index: int = 0
+    last: bool = False  # last piece of this speech chunk
+    final: bool = False  # ...and that chunk was the turn's last
+
+
+class AudioStart(Message):
+    """Reply audio of ``turn_id`` begins; binary frames follow at ``sample_rate``."""
+
+    type: Literal["audio_start"] = "audio_start"
+    sample_rate: int = 16000
+
+
+class AudioEnd(Message):
+    type: Literal["audio_end"] = "audio_end"
+
+
+class Interrupted(Message):
+    """The turn was cancelled: flush playback now."""
+
+    type: Literal["interrupted"] = "interrupted"
+    reason: str = "barge_in"
+
+
+class Notice(Message):
+    """Something the user should know that is not an error (fallback used, timer...)."""
+
+    type: Literal["notice"] = "notice"
+    code: str
+    message: str
+
+
+class Error(Message):
+    """Something went wrong; ``message`` is a sentence for a person."""
+
+    type: Literal["error"] = "error"
+    code: str
+    message: str
+
+
+AnyMessage = Annotated[
+    Union[
+        Start,
+        Configure,
+        TextInput,
+        Interrupt,
+        PlaybackStarted,
+        PlaybackFinished,
+        Stop,
+        AudioFrame,
+        SessionStarted,
+        SessionEnded,
+        TurnRequest,
+        SpeakRequest,
+        ToolCall,
+        ToolResult,
+        Cancel,
+        TtsRequest,
+        Ready,
+        Wake,
+        SpeechStarted,
+        SpeechStopped,
+        TranscriptPartial,
+        TranscriptFinal,
+        ReplyDelta,
+        ReplyDone,
+        AudioChunk,
+        AudioStart,
+        AudioEnd,
+        Interrupted,
+        Notice,
+        Error,
+    ],
+    Field(discriminator="type"),
+]
+
+ANY_MESSAGE: TypeAdapter[Message] = TypeAdapter(AnyMessage)
+
+#: The closed registry: ``type`` -> class.
+REGISTRY: dict[str, type[Message]] = {
+    cls.model_fields["type"].default: cls
+    for cls in AnyMessage.__origin__.__args__  # type: ignore[attr-defined]
+}
+
+#: What a client may send as JSON text frames.
+CLIENT_MESSAGES: tuple[type[Message], ...] = (
+    Start,
+    Configure,
+    TextInput,
+    Interrupt,
+    PlaybackStarted,
+    PlaybackFinished,
+    Stop,
+)
+
+#: What the server sends to a client as JSON text frames.
+SERVER_EVENTS: tuple[type[Message], ...] = (
+    Ready,
+    Wake,
+    SpeechStarted,
+    SpeechStopped,
+    TranscriptPartial,
+    TranscriptFinal,
+    ReplyDelta,
+    ReplyDone,
+    ToolCall,
+    ToolResult,
+    AudioStart,
+    AudioEnd,
+    Interrupted,
+    Notice,
+    Error,
+)
+
+
+def json_schemas() -> dict[str, Any]:
+    """JSON Schemas of the WebSocket protocol, for client writers in other languages."""
+    client = TypeAdapter(
+        Annotated[Union[CLIENT_MESSAGES], Field(discriminator="type")]  # type: ignore[valid-type]
+    )
+    server = TypeAdapter(
+        Annotated[Union[SERVER_EVENTS], Field(discriminator="type")]  # type: ignore[valid-type]
+    )
+    return {
+        "version": PROTOCOL_VERSION,
+        "client_to_server": client.json_schema(),
+        "server_to_client": server.json_schema(),
+        "binary": {
+            "client_to_server": "PCM16LE mono at the session's sample_rate (declared in 'start')",
+            "server_to_client": "PCM16LE mono at audio_start.sample_rate",
+        },
+    }

@@ -1,0 +1,247 @@
+"""The worker base every service process runs on.
+
+A :class:`Service` connects to Redis (retrying with backoff), loads its models
+in :meth:`Service.setup` *before* it reports ready, refreshes a health key with
+a TTL, runs its loops, survives Redis restarts and bad messages, and stops
+cleanly on SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from . import metrics
+from .bus import REDIS_DOWN, Backoff, Bus, Entry, instance_name
+from .messages import Message
+from .settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    """Base class: override :meth:`setup`, :meth:`loops` and maybe :meth:`status`."""
+
+    #: Service kind, used in health keys and consumer names ("stt", "llm", ...).
+    name = "service"
+
+    def __init__(self, settings: ServiceSettings) -> None:
+        self.settings = settings
+        self.bus = Bus(settings.bus)
+        self.keys = self.bus.keys
+        self.instance = instance_name(self.name)
+        self.ready = False
+        self.started_at = time.time()
+        self._stopping = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # ---- to override -------------------------------------------------
+    async def setup(self) -> None:
+        """Load models (off the event loop) before the service reports ready."""
+
+    def loops(self) -> list[Coroutine[Any, Any, None]]:
+        """The service's long-running loops."""
+        return []
+
+    def status(self) -> dict[str, Any]:
+        """Extra fields for the health key."""
+        return {}
+
+    async def teardown(self) -> None:
+        """Release resources after the loops stopped."""
+
+    # ---- lifecycle ----------------------------------------------------
+    def stop(self) -> None:
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop)
+        metrics.serve(self.settings.metrics_port)
+        started = time.monotonic()
+        await self.bus.wait_until_up()
+        await self.setup()
+        self.ready = True
+        workers = [asyncio.create_task(self._heartbeat(), name="heartbeat")]
+        workers += [asyncio.create_task(coro) for coro in self.loops()]
+        log.info(
+            "Ready: %s as %s (pid %d)",
+            self.name,
+            self.instance,
+            os.getpid(),
+            extra={"ms": round((time.monotonic() - started) * 1000)},
+        )
+        stop_waiter = asyncio.create_task(self._stopping.wait())
+        done, _ = await asyncio.wait([stop_waiter, *workers], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not stop_waiter and not task.cancelled() and task.exception():
+                log.error("loop %s crashed", task.get_name(), exc_info=task.exception())
+        log.info("stopping %s", self.instance)
+        for task in [*workers, stop_waiter, *self._tasks]:
+            task.cancel()
+        await asyncio.gather(*workers, *self._tasks, return_exceptions=True)
+        await self.teardown()
+        with contextlib.suppress(*REDIS_DOWN):
+            await self.bus.redis.delete(self.keys.health(self.name, self.instance))
+        await self.bus.close()
+        log.info("stopped %s", self.instance)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str = "") -> asyncio.Task[Any]:
+        """Start a task owned by the service: cancelled and awaited on stop."""
+        task = asyncio.create_task(coro, name=name or None)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("task %s failed", task.get_name(), exc_info=task.exception())
+
+    async def _heartbeat(self) -> None:
+        period = self.settings.bus.health_ttl_s / 3
+        while True:
+            try:
+                await self.bus.beat(
+                    self.name,
+                    self.instance,
+                    {
+                        "pid": os.getpid(),
+                        "ready": self.ready,
+                        "started": self.started_at,
+                        **self.status(),
+                    },
+                )
+            except REDIS_DOWN as exc:
+                log.debug("heartbeat failed: %s", exc)
+            await asyncio.sleep(period)
+
+    # ---- consumer-group loop -------------------------------------------
+    async def consume(
+        self,
+        stream: str,
+        group: str,
+        handler: Callable[[Message], Awaitable[None]],
+        concurrency: int = 1,
+        reclaim_every_s: float = 2.0,
+    ) -> None:
+        """Handle work from ``stream`` until stopped: never lose, never die on bad input.
+
+        An entry is acked once its handler returned or raised (a raising
+        handler gets an error event to the session; retrying would fail the
+        same way). Entries held by dead consumers of this service are claimed
+        every ``reclaim_every_s``.
+        """
+        slots = asyncio.Semaphore(concurrency)
+        backoff = Backoff()
+        last_reclaim = 0.0
+        while True:
+            try:
+                await self.bus.ensure_group(stream, group)
+                while True:
+                    entries: list[Entry] = []
+                    if time.monotonic() - last_reclaim > reclaim_every_s:
+                        last_reclaim = time.monotonic()
+                        alive = await self.bus.alive_instances(self.name)
+                        alive.add(self.instance)
+                        entries, poisoned = await self.bus.reclaim(stream, group, self.instance, alive)
+                        for entry in poisoned:
+                            await self._report_poisoned(entry)
+                    # Read only as many as there are free slots, so that idle
+                    # workers of the same kind get the rest.
+                    await slots.acquire()
+                    slots.release()
+                    if not entries:
+                        entries = await self.bus.read_group(
+                            stream, group, self.instance, count=_free(slots), block_ms=1000
+                        )
+                    backoff.reset()
+                    for entry in entries:
+                        await slots.acquire()
+                        self.spawn(self._handle(stream, group, entry, handler, slots), name=f"{group}-item")
+            except REDIS_DOWN as exc:
+                log.warning("%s: Redis unreachable (%s); retrying", stream, exc)
+                await backoff.wait()
+
+    async def _handle(
+        self,
+        stream: str,
+        group: str,
+        entry: Entry,
+        handler: Callable[[Message], Awaitable[None]],
+        slots: asyncio.Semaphore,
+    ) -> None:
+        try:
+            if entry.message is None:
+                assert entry.error is not None
+                metrics.BAD_MESSAGES.labels(self.name).inc()
+                log.warning("bad message on %s: %s", stream, entry.error.reason)
+                await self.bus.emit_error(entry.error.session_id, "bad_message", entry.error.reason)
+            else:
+                started = time.monotonic()
+                try:
+                    await handler(entry.message)
+                except asyncio.CancelledError:
+                    raise  # stopping: leave it pending, another worker reclaims it
+                except Exception:
+                    log.exception(
+                        "handling %s failed", entry.message.type,
+                        extra={"session": entry.message.session_id, "turn": entry.message.turn_id},
+                    )
+                    metrics.ERRORS.labels(self.name, "internal").inc()
+                    await self.bus.emit_error(
+                        entry.message.session_id,
+                        f"{self.name}_failed",
+                        f"The {self.name} service hit an internal error on this request.",
+                        entry.message.turn_id,
+                    )
+                metrics.WORK_SECONDS.labels(self.name, entry.message.type).observe(time.monotonic() - started)
+            await self._ack_with_retry(stream, group, entry.id)
+        finally:
+            slots.release()
+
+    async def _ack_with_retry(self, stream: str, group: str, entry_id: bytes) -> None:
+        backoff = Backoff()
+        for _ in range(20):
+            try:
+                await self.bus.ack(stream, group, entry_id)
+                return
+            except REDIS_DOWN:
+                await backoff.wait()
+
+    async def _report_poisoned(self, entry: Entry) -> None:
+        msg = entry.message
+        if msg is None:
+            return
+        log.error("giving up on %s after repeated worker deaths", msg.type, extra={"session": msg.session_id})
+        await self.bus.emit_error(
+            msg.session_id,
+            f"{self.name}_gave_up",
+            f"The {self.name} service crashed repeatedly on this request, so it was dropped.",
+            msg.turn_id,
+        )
+
+
+def _free(slots: asyncio.Semaphore) -> int:
+    # asyncio.Semaphore has no public counter; _value is stable across 3.8-3.13.
+    return max(1, slots._value)
+
+
+def main_entry(service: Service) -> None:
+    """Run a service until it stops (the body of every worker's ``__main__``)."""
+    try:
+        asyncio.run(service.run())
+    except KeyboardInterrupt:
+        pass
