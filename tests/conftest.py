@@ -71,7 +71,7 @@ def fleet_env(key_prefix: str) -> dict[str, str]:
         VF_REDIS_URL=REDIS_URL,
         VF_KEY_PREFIX=key_prefix,
         VF_HEALTH_TTL_S="2",
-        VF_GATEWAY_JWT_SECRET="test-secret-" + key_prefix,
+        VF_GATEWAY_JWT_SECRET=f"test-secret-{key_prefix}-0123456789abcdef0123456789",
         PYTHONUNBUFFERED="1",
     )
     return env

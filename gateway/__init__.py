@@ -1,0 +1,1 @@
+"""The gateway: JWT-authenticated WebSocket sessions, health, metrics and the browser page."""

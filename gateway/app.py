@@ -1,0 +1,208 @@
+"""The FastAPI application: WebSocket sessions, health, metrics, schemas, the page."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request, WebSocket
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
+from starlette.websockets import WebSocketDisconnect
+
+from voicefleet import codec, metrics
+from voicefleet.bus import REDIS_DOWN, Bus, instance_name
+from voicefleet.messages import Start, json_schemas
+
+from . import auth
+from .connection import POLICY, TRY_LATER, UNSUPPORTED, Closing, Connection, close_with_error
+from .settings import GatewaySettings
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+
+
+class Fleet:
+    """What the app shares between requests: the bus and the open connections."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        self.bus = Bus(settings.bus)
+        self.connections: dict[str, Connection] = {}
+        self.instance = instance_name("gateway")
+        self.started = time.time()
+
+    async def voices(self) -> list[str]:
+        with contextlib.suppress(*REDIS_DOWN):
+            health = await self.bus.health()
+            return sorted({v for status in health.get("tts", []) for v in status.get("voices", [])})
+        return []
+
+    async def beat(self) -> None:
+        period = self.settings.bus.health_ttl_s / 3
+        while True:
+            with contextlib.suppress(*REDIS_DOWN):
+                await self.bus.beat(
+                    "gateway",
+                    self.instance,
+                    {"pid": os.getpid(), "ready": True, "started": self.started,
+                     "sessions": len(self.connections)},
+                )
+            await asyncio.sleep(period)
+
+    async def route_cancels(self) -> None:
+        """One subscription per gateway process: each cancel reaches its connection."""
+        async for cancel in self.bus.cancels():
+            conn = self.connections.get(cancel.session_id)
+            if conn is not None:
+                await conn.on_cancel(cancel.turn_id, cancel.reason)
+
+
+class TokenRequest(BaseModel):
+    sub: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+    ttl_s: int = Field(3600, gt=0, le=86400)
+
+
+def create_app(settings: GatewaySettings) -> FastAPI:
+    fleet = Fleet(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        tasks = [asyncio.create_task(fleet.beat()), asyncio.create_task(fleet.route_cancels())]
+        log.info("Ready: gateway on http://%s:%d", settings.host, settings.port)
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            with contextlib.suppress(*REDIS_DOWN):
+                await fleet.bus.redis.delete(fleet.bus.keys.health("gateway", fleet.instance))
+            await fleet.bus.close()
+
+    app = FastAPI(
+        title="voicefleet gateway",
+        version="0.1.0",
+        description="Talk to the voice assistant over a JWT-authenticated WebSocket "
+        "(`/v1/ws/audio`); see `/v1/schema` for the message schemas.",
+        lifespan=lifespan,
+    )
+    app.state.fleet = fleet
+    app.state.bus = fleet.bus
+    app.state.settings = settings
+
+    @app.websocket("/v1/ws/audio")
+    async def audio_socket(ws: WebSocket) -> None:
+        await ws.accept()
+        try:
+            principal = auth.verify(auth.token_from(dict(ws.headers), dict(ws.query_params)), settings)
+        except auth.AuthError as exc:
+            metrics.REFUSED.labels("auth").inc()
+            log.info("refused connection: %s", exc.reason)
+            await ws.close(POLICY, reason=exc.reason)
+            return
+        conn: Connection | None = None
+        try:
+            if not await _under_user_limit(fleet, principal.user):
+                metrics.REFUSED.labels("too_many_connections").inc()
+                raise Closing("too_many_connections",
+                              f"You already have {settings.max_connections_per_user} open sessions; "
+                              "close one first.", TRY_LATER)
+            first = await _first_message(ws, settings)
+            conn = Connection(ws, fleet.bus, settings, principal.user, await fleet.voices())
+            fleet.connections[conn.session_id] = conn
+            metrics.CONNECTIONS.inc()
+            metrics.ACCEPTED.inc()
+            await conn.serve(first)
+        except Closing as exc:
+            await close_with_error(ws, exc)
+        except WebSocketDisconnect:
+            pass
+        except REDIS_DOWN:
+            await close_with_error(ws, Closing("bus_unavailable",
+                                      "The assistant's message bus is unreachable; try again shortly.", TRY_LATER))
+        finally:
+            if conn is not None:
+                fleet.connections.pop(conn.session_id, None)
+                metrics.CONNECTIONS.dec()
+
+    @app.get("/v1/health", summary="Which services are up, and how many processes of each")
+    async def health() -> JSONResponse:
+        try:
+            live = await fleet.bus.health()
+        except REDIS_DOWN:
+            return JSONResponse({"status": "down", "redis": False, "services": {}}, status_code=503)
+        services: dict[str, Any] = {}
+        for name in sorted(set(live) | set(settings.required) | {"gateway"}):
+            procs = live.get(name, [])
+            services[name] = {
+                "processes": len(procs),
+                "ready": sum(1 for p in procs if p.get("ready")),
+                "instances": procs,
+            }
+        ready = all(services[name]["ready"] > 0 for name in settings.required)
+        return JSONResponse({"status": "ok" if ready else "degraded", "redis": True, "ready": ready,
+                             "services": services})
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def prometheus() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/schema", summary="JSON Schemas of the WebSocket protocol")
+    async def schema() -> dict[str, Any]:
+        return json_schemas()
+
+    @app.post("/v1/dev/token", summary="Development sign-in (off unless VF_GATEWAY_DEV_SIGNIN=true)")
+    async def dev_token(body: TokenRequest) -> dict[str, str]:
+        if not settings.dev_signin:
+            raise HTTPException(403, "development sign-in is disabled on this server")
+        return {"token": auth.mint(body.sub, body.ttl_s, settings)}
+
+    @app.get("/v1/config", summary="What the page needs to know before sign-in")
+    async def page_config(request: Request) -> dict[str, Any]:
+        return {"dev_signin": settings.dev_signin, "max_frame_bytes": settings.max_frame_bytes,
+                "voices": await fleet.voices()}
+
+    if STATIC.is_dir():
+        app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+        @app.get("/", include_in_schema=False)
+        async def page() -> FileResponse:
+            return FileResponse(STATIC / "index.html")
+
+    return app
+
+
+async def _under_user_limit(fleet: Fleet, user: str) -> bool:
+    key = fleet.bus.keys.user_sessions(user)
+    stale_before = time.time() - 30  # a gateway that died stopped refreshing its sessions
+    await fleet.bus.redis.zremrangebyscore(key, "-inf", stale_before)
+    return int(await fleet.bus.redis.zcard(key)) < fleet.settings.max_connections_per_user
+
+
+async def _first_message(ws: WebSocket, settings: GatewaySettings) -> Start:
+    """The ``start`` message; a client that sends audio first gets the defaults."""
+    try:
+        message = await asyncio.wait_for(ws.receive(), timeout=settings.start_timeout_s)
+    except TimeoutError:
+        raise Closing("start_timeout", "No 'start' message arrived in time.", POLICY) from None
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    if message.get("text") is None:
+        raise Closing("start_required", "The first message must be a JSON 'start' message "
+                      '(for example {"type": "start", "sample_rate": 16000}).', UNSUPPORTED)
+    try:
+        msg = codec.decode_text(message["text"], (Start,))
+    except codec.DecodeError as exc:
+        raise Closing("bad_start", f"The 'start' message was not understood: {exc.reason}.", UNSUPPORTED) from None
+    assert isinstance(msg, Start)
+    return msg

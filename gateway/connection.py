@@ -1,0 +1,423 @@
+"""One client connection: the WebSocket on one side, the session's streams on the other.
+
+Two loops run per connection: ``_inbound`` (client frames onto the bus) and
+``_outbound`` (the session's out stream to the client, reply audio reordered).
+A third refreshes the session's registration, which also restores it after a
+Redis restart. Every limit violation ends in an ``error`` event and a clean
+close; nothing the client sends can raise out of these loops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import numpy as np
+import soxr
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from voicefleet import codec, metrics
+from voicefleet.bus import AUDIO_MAXLEN, REDIS_DOWN, SESSION_TTL_S, Bus
+from voicefleet.messages import (
+    CLIENT_MESSAGES,
+    AudioChunk,
+    AudioFrame,
+    Configure,
+    Error,
+    Interrupt,
+    Interrupted,
+    Message,
+    PlaybackFinished,
+    PlaybackStarted,
+    Ready,
+    SessionEnded,
+    SessionStarted,
+    Start,
+    Stop,
+    TextInput,
+    TurnRequest,
+    new_id,
+)
+
+from .reorder import AudioOrder
+from .settings import GatewaySettings
+
+log = logging.getLogger(__name__)
+
+BUS_RATE = 16000
+#: Events that stay on the bus (internal), never forwarded to the client.
+INTERNAL = {"audio_frame", "session_started", "session_ended", "turn_request", "speak_request", "cancel"}
+
+# WebSocket close codes (RFC 6455).
+NORMAL, GOING_AWAY, UNSUPPORTED, POLICY, TOO_BIG, TRY_LATER = 1000, 1001, 1003, 1008, 1009, 1013
+
+
+class Closing(Exception):
+    """End the connection with ``code`` after telling the client ``message``."""
+
+    def __init__(self, error: str, message: str, close_code: int = POLICY) -> None:
+        super().__init__(message)
+        self.error, self.message, self.close_code = error, message, close_code
+
+
+class RateLimit:
+    """Token bucket: ``rate`` frames per second sustained, bursts up to one second's worth."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate, self.tokens, self.last = rate, rate, time.monotonic()
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.rate, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+class Connection:
+    """Serves one authenticated WebSocket as one session."""
+
+    def __init__(self, ws: WebSocket, bus: Bus, settings: GatewaySettings, user: str, voices: list[str]) -> None:
+        self.ws, self.bus, self.settings, self.user = ws, bus, settings, user
+        self.keys = bus.keys
+        self.voices = voices
+        self.session_id = new_id()
+        self.opened = time.monotonic()
+        self.last_heard = time.monotonic()
+        self.order = AudioOrder(self.session_id)
+        self.info: dict[str, str] = {}
+        self.frame_seq = 0
+        self.resampler: soxr.ResampleStream | None = None
+        self.client_rate = BUS_RATE
+        self.limiter = RateLimit(settings.max_frames_per_s)
+        self._send_lock = asyncio.Lock()
+        self._bus_down_reported = False
+
+    # ---------------------------------------------------------------- public
+    async def serve(self, first: Start) -> None:
+        await self._open(first)
+        tasks = [
+            asyncio.create_task(self._inbound(), name="inbound"),
+            asyncio.create_task(self._outbound(), name="outbound"),
+            asyncio.create_task(self._keepalive(), name="keepalive"),
+        ]
+        reason = "client closed"
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                exc = task.exception()
+                if isinstance(exc, Closing):
+                    reason = exc.error
+                    await self._fail(exc)
+                elif isinstance(exc, WebSocketDisconnect) or exc is None:
+                    pass
+                else:
+                    reason = "internal error"
+                    log.error("connection loop failed", exc_info=exc, extra={"session": self.session_id})
+                    await self._fail(
+                        Closing("internal", "The gateway hit an internal error.", close_code=1011)
+                    )
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._close_session(reason)
+
+    async def on_cancel(self, turn_id: str, reason: str) -> None:
+        """A turn of this session was cancelled (barge-in): tell the client to flush."""
+        self.order.drop(turn_id)
+        await self._send_event(Interrupted(session_id=self.session_id, turn_id=turn_id, reason=reason))
+
+    # ----------------------------------------------------------- lifecycle
+    async def _open(self, first: Start) -> None:
+        s = self.settings
+        if not s.min_sample_rate <= first.sample_rate <= s.max_sample_rate:
+            raise Closing(
+                "bad_sample_rate",
+                f"Sample rate {first.sample_rate} Hz is not supported; "
+                f"send between {s.min_sample_rate} and {s.max_sample_rate} Hz (16000 is best).",
+                UNSUPPORTED,
+            )
+        out_rate = first.output_sample_rate or first.sample_rate
+        if not s.min_sample_rate <= out_rate <= s.max_sample_rate:
+            raise Closing("bad_sample_rate", f"Output sample rate {out_rate} Hz is not supported.", UNSUPPORTED)
+        if first.voice and self.voices and first.voice not in self.voices:
+            raise Closing("unknown_voice", f"Voice {first.voice!r} is not available.", UNSUPPORTED)
+        self.client_rate = first.sample_rate
+        if self.client_rate != BUS_RATE:
+            self.resampler = soxr.ResampleStream(self.client_rate, BUS_RATE, 1, dtype="int16")
+        wake = first.wake_word if first.wake_word is not None else s.default_wake_word
+        self.info = {
+            "user": self.user,
+            "sample_rate": str(BUS_RATE),
+            "client_sample_rate": str(self.client_rate),
+            "output_sample_rate": str(out_rate),
+            "wake_word": wake or "",
+            "voice": first.voice or "",
+            "speech_rate": str(first.speech_rate),
+            "language": first.language or "",
+            "created": str(time.time()),
+        }
+        self.last_out_id = b"0-0"
+        await self._register()
+        await self.bus.add(
+            self.keys.audio(self.session_id),
+            SessionStarted(session_id=self.session_id, user=self.user, wake_word=wake or None),
+        )
+        await self.bus.redis.publish(self.keys.sessions_channel, self.session_id)
+        log.info("session opened", extra={"session": self.session_id})
+        await self._send_event(
+            Ready(
+                session_id=self.session_id,
+                sample_rate=self.client_rate,
+                output_sample_rate=out_rate,
+                wake_words=["hey_jarvis", "hey_mycroft", "alexa"],
+                voices=self.voices,
+                max_frame_bytes=s.max_frame_bytes,
+            )
+        )
+
+    async def _register(self) -> None:
+        now = time.time()
+        pipe = self.bus.redis.pipeline(transaction=False)
+        pipe.hset(self.keys.session(self.session_id), mapping=self.info)
+        pipe.expire(self.keys.session(self.session_id), SESSION_TTL_S)
+        pipe.zadd(self.keys.sessions, {self.session_id: now})
+        pipe.zadd(self.keys.user_sessions(self.user), {self.session_id: now})
+        pipe.expire(self.keys.user_sessions(self.user), SESSION_TTL_S)
+        await pipe.execute()
+
+    async def _close_session(self, reason: str) -> None:
+        sid = self.session_id
+        with contextlib.suppress(*REDIS_DOWN):
+            current = await self.bus.redis.get(self.keys.current_turn(sid))
+            if current:
+                await self.bus.cancel(sid, current.decode(), "session_closed")
+            pipe = self.bus.redis.pipeline(transaction=False)
+            pipe.zrem(self.keys.sessions, sid)
+            pipe.zrem(self.keys.user_sessions(self.user), sid)
+            pipe.expire(self.keys.session(sid), 60)
+            pipe.expire(self.keys.out(sid), 60)
+            pipe.expire(self.keys.audio(sid), 60)
+            pipe.expire(self.keys.history(sid), SESSION_TTL_S)
+            await pipe.execute()
+            await self.bus.add(self.keys.audio(sid), SessionEnded(session_id=sid, reason=reason))
+            await self.bus.redis.publish(self.keys.sessions_channel, sid)
+        log.info("session closed: %s", reason, extra={"session": sid,
+                 "ms": round((time.monotonic() - self.opened) * 1000)})
+        if self.ws.client_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(Exception):
+                await self.ws.close(NORMAL)
+
+    async def _fail(self, err: Closing) -> None:
+        async with self._send_lock:
+            await close_with_error(self.ws, err, self.session_id)
+
+    # -------------------------------------------------------------- inbound
+    async def _inbound(self) -> None:
+        while True:
+            timeout = min(
+                self.settings.idle_timeout_s - (time.monotonic() - self.last_heard),
+                self.settings.max_session_s - (time.monotonic() - self.opened),
+            )
+            if timeout <= 0:
+                self._raise_for_time()
+            try:
+                message = await asyncio.wait_for(self.ws.receive(), timeout=timeout)
+            except TimeoutError:
+                self._raise_for_time()
+            if message["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(message.get("code", NORMAL))
+            self.last_heard = time.monotonic()
+            if message.get("bytes") is not None:
+                await self._on_audio(message["bytes"])
+            elif message.get("text") is not None:
+                await self._on_text(message["text"])
+
+    def _raise_for_time(self) -> None:
+        if time.monotonic() - self.opened >= self.settings.max_session_s:
+            raise Closing("session_too_long",
+                          f"The session reached its {self.settings.max_session_s:.0f} s limit; reconnect to go on.",
+                          NORMAL)
+        raise Closing("idle_timeout",
+                      f"Nothing was received for {self.settings.idle_timeout_s:.0f} s, so the session was closed.",
+                      NORMAL)
+
+    async def _on_audio(self, data: bytes) -> None:
+        if len(data) > self.settings.max_frame_bytes:
+            raise Closing("frame_too_large",
+                          f"An audio frame of {len(data)} bytes is over the {self.settings.max_frame_bytes}-byte "
+                          "limit; send smaller frames (20-100 ms each).", TOO_BIG)
+        if len(data) % 2:
+            await self._send_error("bad_frame", "An audio frame had an odd number of bytes; "
+                                   "send 16-bit little-endian mono PCM.")
+            return
+        if not self.limiter.allow():
+            raise Closing("too_many_frames",
+                          f"More than {self.settings.max_frames_per_s:.0f} frames per second were sent; "
+                          "send larger frames less often.", POLICY)
+        metrics.FRAMES_IN.inc()
+        pcm = data
+        if self.resampler is not None:
+            samples = self.resampler.resample_chunk(np.frombuffer(data, dtype=np.int16))
+            pcm = np.asarray(samples, dtype=np.int16).tobytes()
+            if not pcm:
+                return
+        self.frame_seq += 1
+        frame = AudioFrame(session_id=self.session_id, seq=self.frame_seq, audio=pcm, sample_rate=BUS_RATE)
+        await self._to_bus(self.keys.audio(self.session_id), frame, audio=True)
+
+    async def _on_text(self, text: str) -> None:
+        try:
+            msg = codec.decode_text(text, CLIENT_MESSAGES)
+        except codec.DecodeError as exc:
+            metrics.BAD_MESSAGES.labels("gateway").inc()
+            await self._send_error("bad_message", f"That message was not understood: {exc.reason}.")
+            return
+        msg.session_id = self.session_id
+        if isinstance(msg, Stop):
+            raise WebSocketDisconnect(NORMAL)
+        if isinstance(msg, Start):
+            await self._send_error("already_started", "The session has already started.")
+        elif isinstance(msg, TextInput):
+            await self._on_typed(msg)
+        elif isinstance(msg, Interrupt):
+            await self._interrupt("client")
+        elif isinstance(msg, Configure):
+            await self._configure(msg)
+        elif isinstance(msg, (PlaybackStarted, PlaybackFinished)):
+            await self._to_bus(self.keys.audio(self.session_id), msg.stamp("gateway"))
+
+    async def _on_typed(self, msg: TextInput) -> None:
+        text = msg.text.strip()
+        if not text:
+            await self._send_error("empty_text", "The text message was empty.")
+            return
+        if len(text) > self.settings.max_text_chars:
+            await self._send_error("text_too_long",
+                                   f"The text is over {self.settings.max_text_chars} characters; shorten it.")
+            return
+        await self._interrupt("new_turn")
+        turn_id = new_id()
+        request = TurnRequest(session_id=self.session_id, turn_id=turn_id, user=self.user, text=text,
+                              source="text").stamp("eot").stamp("transcript")
+        try:
+            await self.bus.redis.set(self.keys.current_turn(self.session_id), turn_id, ex=SESSION_TTL_S)
+            await self.bus.enqueue(self.keys.turns, request)
+        except REDIS_DOWN:
+            await self._send_error("bus_unavailable",
+                                   "The assistant's message bus is unreachable; your text was not sent. Try again.")
+
+    async def _interrupt(self, reason: str) -> None:
+        with contextlib.suppress(*REDIS_DOWN):
+            current = await self.bus.redis.get(self.keys.current_turn(self.session_id))
+            if current:
+                await self.bus.cancel(self.session_id, current.decode(), reason)
+
+    async def _configure(self, msg: Configure) -> None:
+        if msg.voice and self.voices and msg.voice not in self.voices:
+            await self._send_error("unknown_voice", f"Voice {msg.voice!r} is not available.")
+            return
+        if msg.wake_word is not None or msg.listen_always:
+            self.info["wake_word"] = "" if msg.listen_always else (msg.wake_word or "")
+        if msg.voice is not None:
+            self.info["voice"] = msg.voice
+        if msg.speech_rate is not None:
+            self.info["speech_rate"] = str(msg.speech_rate)
+        with contextlib.suppress(*REDIS_DOWN):
+            await self._register()
+        await self._to_bus(self.keys.audio(self.session_id), msg)
+
+    async def _to_bus(self, stream: str, msg: Message, audio: bool = False) -> None:
+        """Write to a session stream; while Redis is down, say so once and drop real-time audio."""
+        try:
+            await self.bus.add(stream, msg, maxlen=AUDIO_MAXLEN)
+            self._bus_down_reported = False
+        except REDIS_DOWN:
+            if not self._bus_down_reported:
+                self._bus_down_reported = True
+                await self._send_error("bus_unavailable",
+                                       "The assistant's message bus is unreachable; audio is not being heard "
+                                       "until it is back.")
+
+    # ------------------------------------------------------------- outbound
+    async def _outbound(self) -> None:
+        stream = self.keys.out(self.session_id)
+        while True:
+            try:
+                entries = await self.bus.read(stream, self.last_out_id, block_ms=1000, count=200)
+            except REDIS_DOWN:
+                await asyncio.sleep(0.5)
+                continue
+            for entry in entries:
+                self.last_out_id = entry.id
+                msg = entry.message
+                if msg is None:
+                    log.warning("bad entry on out stream: %s", entry.error, extra={"session": self.session_id})
+                    continue
+                if isinstance(msg, AudioChunk):
+                    for item in self.order.push(msg):
+                        await self._send(item)
+                elif msg.type not in INTERNAL:
+                    await self._send_event(msg)
+
+    async def _send(self, item: Message | bytes) -> None:
+        if isinstance(item, bytes):
+            async with self._send_lock:
+                await self.ws.send_bytes(item)
+            metrics.FRAMES_OUT.inc()
+            return
+        if item.type == "audio_start":
+            item.stamp("gateway_sent")
+            self._observe(item.ts)
+        await self._send_event(item)
+
+    async def _send_event(self, msg: Message) -> None:
+        if self.ws.client_state != WebSocketState.CONNECTED:
+            return
+        metrics.EVENTS_OUT.labels(msg.type).inc()
+        async with self._send_lock:
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+                await self.ws.send_text(codec.encode_text(msg))
+
+    async def _send_error(self, code: str, message: str) -> None:
+        metrics.ERRORS.labels("gateway", code).inc()
+        await self._send_event(Error(session_id=self.session_id, code=code, message=message))
+
+    @staticmethod
+    def _observe(ts: dict[str, float]) -> None:
+        origin = ts.get("speech_end") or ts.get("eot")
+        if origin is None:
+            return
+        for stage, at in ts.items():
+            if at >= origin:
+                metrics.STAGE_LATENCY.labels(stage).observe(at - origin)
+
+    # ------------------------------------------------------------ keepalive
+    async def _keepalive(self) -> None:
+        """Refresh the registration; this also restores it after a Redis restart."""
+        while True:
+            await asyncio.sleep(2.0)
+            try:
+                existed = await self.bus.redis.exists(self.keys.session(self.session_id))
+                await self._register()
+                if not existed:
+                    log.warning("session state was lost (Redis restarted?); restored",
+                                extra={"session": self.session_id})
+                    await self.bus.redis.publish(self.keys.sessions_channel, self.session_id)
+            except REDIS_DOWN:
+                continue
+
+
+async def close_with_error(ws: WebSocket, err: Closing, session_id: str = "") -> None:
+    """Send an ``error`` event, then close with the error's code and a short reason."""
+    metrics.ERRORS.labels("gateway", err.error).inc()
+    if ws.client_state != WebSocketState.CONNECTED:
+        return
+    with contextlib.suppress(Exception):
+        await ws.send_text(codec.encode_text(Error(session_id=session_id, code=err.error, message=err.message)))
+        await ws.close(err.close_code, reason=err.message[:120])

@@ -1,0 +1,56 @@
+"""Gateway settings (prefix ``VF_GATEWAY_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from voicefleet.settings import ServiceSettings
+
+
+class GatewaySettings(ServiceSettings):
+    """HTTP/WebSocket front door: auth, limits, routing."""
+
+    model_config = SettingsConfigDict(env_prefix="VF_GATEWAY_", env_file=".env", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+    # --- auth (JWT) ---
+    jwt_algorithm: str = Field("HS256", description="HS256 (shared secret) or RS256 (public key)")
+    jwt_secret: SecretStr | None = Field(None, description="HS256 secret; never baked into code")
+    jwt_public_key: Path | None = Field(None, description="PEM public key file for RS256")
+    jwt_private_key: Path | None = Field(None, description="PEM private key for minting RS256 tokens")
+    jwt_audience: str = "voicefleet"
+    jwt_issuer: str = "voicefleet"
+    jwt_leeway_s: int = 10
+    dev_signin: bool = Field(False, description="Let the page mint a token for any name (development only)")
+
+    # --- limits ---
+    max_frame_bytes: int = Field(32000, gt=0, description="Largest binary frame (1 s of 16 kHz PCM16)")
+    max_text_chars: int = Field(2000, gt=0, description="Largest typed text message")
+    max_session_s: float = Field(3600.0, gt=0, description="Longest session")
+    idle_timeout_s: float = Field(120.0, gt=0, description="Close a connection silent this long")
+    start_timeout_s: float = Field(10.0, gt=0, description="Time allowed for the first message")
+    max_connections_per_user: int = Field(4, gt=0)
+    max_frames_per_s: float = Field(100.0, gt=0, description="Sustained frame rate allowed per connection")
+    min_sample_rate: int = 8000
+    max_sample_rate: int = 48000
+
+    # --- fleet ---
+    required_services: str = Field("stt,llm,tts,tools", description="Services /v1/health waits for")
+    default_wake_word: str = Field("", description="Wake word for new sessions ('' = always listening)")
+    tts_max_concurrent: int = Field(4, gt=0, description="POST /v1/tts requests at once")
+    tts_timeout_s: float = Field(30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check_keys(self) -> "GatewaySettings":
+        if self.jwt_algorithm not in ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512"):
+            raise ValueError(f"unsupported jwt_algorithm {self.jwt_algorithm!r}")
+        return self
+
+    @property
+    def required(self) -> list[str]:
+        return [s.strip() for s in self.required_services.split(",") if s.strip()]

@@ -1,0 +1,74 @@
+"""Start service processes for tests and wait until they are ready."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Proc:
+    """A service started as a real process, its output in a log file."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.args, self.log = args, log
+        self.handle = open(log, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, *args], cwd=ROOT, env=env, stdout=self.handle, stderr=subprocess.STDOUT
+        )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+    def stop(self) -> None:
+        self.kill(signal.SIGTERM)
+        self.handle.close()
+
+
+def wait_for_log(proc: Proc, text: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in proc.output():
+            return
+        if proc.process.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited early:\n{proc.output()[-3000:]}")
+        time.sleep(0.1)
+    raise TimeoutError(f"{proc.args} did not log {text!r} in {timeout}s:\n{proc.output()[-3000:]}")
+
+
+def wait_for_health(base_url: str, services: dict[str, int], timeout: float = 180.0) -> dict:
+    """Wait until /v1/health shows at least ``n`` ready processes of each service."""
+    deadline = time.monotonic() + timeout
+    last: dict = {}
+    while time.monotonic() < deadline:
+        try:
+            last = httpx.get(f"{base_url}/v1/health", timeout=2).json()
+            got = last.get("services", {})
+            if all(got.get(name, {}).get("ready", 0) >= n for name, n in services.items()):
+                return last
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"services {services} not ready in {timeout}s; last health: {last}")
+
+
+def child_env(env: dict[str, str]) -> dict[str, str]:
+    out = dict(env)
+    out["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
+    return out
