@@ -180,6 +180,23 @@ class Connection:
                 max_frame_bytes=s.max_frame_bytes,
             )
         )
+        await self._deliver_pending_notices()
+
+    async def _deliver_pending_notices(self) -> None:
+        """Notices (a timer that rang) kept for this user while no session was open."""
+        key = self.keys.pending_notices(self.user)
+        pipe = self.bus.redis.pipeline(transaction=True)
+        pipe.lrange(key, 0, -1)
+        pipe.delete(key)
+        raw, _ = await pipe.execute()
+        for item in raw:
+            try:
+                notice = codec.decode_text(item)
+            except codec.DecodeError as exc:
+                log.warning("dropping a bad pending notice: %s", exc, extra={"session": self.session_id})
+                continue
+            notice.session_id = self.session_id
+            await self._send_event(notice)
 
     async def _register(self) -> None:
         now = time.time()

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Stop exactly the processes ./run.sh started (their PIDs are in logs/*.pid).
+# Safe to run twice: a missing or stale PID file is skipped.
+set -uo pipefail
+cd "$(dirname "$0")"
+[ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ] && { sed -n '2,3p' "$0"; exit 0; }
+
+ours() {  # is PID still the process we started (not a recycled PID)?
+  local cmd
+  cmd=$(tr '\0' ' ' < "/proc/$1/cmdline" 2>/dev/null) || return 1
+  case "$cmd" in *python*|*redis-server*) return 0 ;; *) return 1 ;; esac
+}
+
+pids=()
+for pidfile in logs/*.pid; do
+  [ -f "$pidfile" ] || continue
+  pid=$(cat "$pidfile")
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && ours "$pid"; then
+    echo "stopping $(basename "$pidfile" .pid) (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null
+    pids+=("$pid")
+  fi
+  rm -f "$pidfile"
+done
+# Give them 10 s to finish cleanly, then insist.
+for _ in $(seq 100); do
+  left=()
+  for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && left+=("$pid"); done
+  [ ${#left[@]} -eq 0 ] && break
+  sleep 0.1
+done
+for pid in "${left[@]:-}"; do
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && { echo "killing pid $pid"; kill -KILL "$pid"; }
+done
+echo "fleet stopped"
