@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stop exactly the processes ./run.sh started (their PIDs are in logs/*.pid).
+# Stop exactly the processes ./run.sh started (their PIDs are in logs/*.pid, or VF_RUN_DIR).
 # Safe to run twice: a missing or stale PID file is skipped.
 set -uo pipefail
 cd "$(dirname "$0")"
@@ -12,7 +12,7 @@ ours() {  # is PID still the process we started (not a recycled PID)?
 }
 
 pids=()
-for pidfile in logs/*.pid; do
+for pidfile in "${VF_RUN_DIR:-logs}"/*.pid; do
   [ -f "$pidfile" ] || continue
   pid=$(cat "$pidfile")
   if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && ours "$pid"; then

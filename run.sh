@@ -6,7 +6,7 @@
 #   ./run.sh --no-setup  skip the install step (already done)
 #   ./kill_all.sh        stop everything this script started
 #
-# Each process writes logs/<name>.log and logs/<name>.pid. Scale a worker kind with
+# Each process writes logs/<name>.log and logs/<name>.pid (VF_RUN_DIR picks another folder). Scale a worker kind with
 # VF_RUN_STT=2 (likewise VF_RUN_LLM, VF_RUN_TTS, VF_RUN_TOOLS).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -22,7 +22,8 @@ done
 
 VENV=${VF_VENV:-.venv}
 PY="$VENV/bin/python"
-mkdir -p logs
+LOGS=${VF_RUN_DIR:-logs}   # PID and log files (tests use a folder of their own)
+mkdir -p "$LOGS"
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
 [ "$SETUP" = 1 ] && scripts/setup.sh
@@ -33,7 +34,12 @@ if ! grep -q '^VF_GATEWAY_JWT_SECRET=' .env && [ -z "${VF_GATEWAY_JWT_SECRET:-}"
   say "generating a JWT secret into .env"
   echo "VF_GATEWAY_JWT_SECRET=$("$PY" -c 'import secrets; print(secrets.token_urlsafe(48))')" >> .env
 fi
-set -a; . ./.env; set +a
+# Like the services themselves: the environment wins over .env.
+while IFS= read -r line; do
+  case "$line" in ''|'#'*) continue ;; esac
+  key=${line%%=*}
+  [ -z "${!key+x}" ] && export "$key=${line#*=}"
+done < .env
 REDIS_URL=${VF_REDIS_URL:-redis://127.0.0.1:6379/0}
 PORT=${VF_GATEWAY_PORT:-8080}
 HOST=${VF_GATEWAY_HOST:-127.0.0.1}
@@ -45,14 +51,14 @@ VF_REDIS_URL=$REDIS_URL scripts/ensure_redis.sh
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 start() {  # start NAME MODULE [ARGS...]
   local name=$1; shift
-  if alive "logs/$name.pid"; then
-    echo "    $name already running (pid $(cat "logs/$name.pid"))"; return
+  if alive "$LOGS/$name.pid"; then
+    echo "    $name already running (pid $(cat "$LOGS/$name.pid"))"; return
   fi
-  nohup "$PY" -m "$@" >>"logs/$name.log" 2>&1 &
-  echo $! > "logs/$name.pid"
+  nohup "$PY" -m "$@" >>"$LOGS/$name.log" 2>&1 &
+  echo $! > "$LOGS/$name.pid"
   echo "    started $name (pid $!)"
 }
-say "starting the fleet (logs in logs/)"
+say "starting the fleet (logs in $LOGS/)"
 start gateway gateway serve
 for kind in stt llm tts tools; do
   case $kind in
@@ -72,17 +78,17 @@ import json, sys, urllib.request
 health = json.load(urllib.request.urlopen(sys.argv[1] + "/v1/health", timeout=2))
 sys.exit(0 if health.get("ready") else 1)
 PYEOF
-  for pidfile in logs/*.pid; do
+  for pidfile in "$LOGS"/*.pid; do
     name=$(basename "$pidfile" .pid)
     if [ "$name" != redis ] && ! alive "$pidfile"; then
-      echo "error: $name stopped while starting; the end of logs/$name.log:" >&2
-      tail -n 20 "logs/$name.log" >&2
+      echo "error: $name stopped while starting; the end of $LOGS/$name.log:" >&2
+      tail -n 20 "$LOGS/$name.log" >&2
       exit 1
     fi
   done
   sleep 0.5
 done
-"$PY" - "$URL" <<'PYEOF' || { echo "error: the fleet did not become ready in 5 minutes; see logs/" >&2; exit 1; }
+"$PY" - "$URL" <<'PYEOF' || { echo "error: the fleet did not become ready in 5 minutes; see $LOGS/" >&2; exit 1; }
 import json, sys, urllib.request
 health = json.load(urllib.request.urlopen(sys.argv[1] + "/v1/health", timeout=2))
 for name, s in health["services"].items():
