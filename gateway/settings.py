@@ -46,7 +46,7 @@ class GatewaySettings(ServiceSettings):
     tts_timeout_s: float = Field(30.0, gt=0)
 
     @model_validator(mode="after")
-    def _check_keys(self) -> "GatewaySettings":
+    def _check_keys(self) -> GatewaySettings:
         if self.jwt_algorithm not in ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512"):
             raise ValueError(f"unsupported jwt_algorithm {self.jwt_algorithm!r}")
         return self

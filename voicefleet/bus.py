@@ -106,8 +106,8 @@ class Bus:
     # ------------------------------------------------------------------
     async def add(self, stream: str, msg: Message, maxlen: int | None = None) -> bytes:
         fields: Any = codec.encode(msg)
-        result: bytes = await self.redis.xadd(stream, fields, maxlen=maxlen, approximate=True)
-        return result
+        result: Any = await self.redis.xadd(stream, fields, maxlen=maxlen, approximate=True)
+        return bytes(result)
 
     async def emit(self, msg: Message) -> bytes:
         """Send an event (or reply audio) to the client of ``msg.session_id``."""
@@ -132,7 +132,7 @@ class Bus:
         self, stream: str, last_id: bytes | str, block_ms: int = 1000, count: int = 100
     ) -> list[Entry]:
         """Entries after ``last_id``, waiting up to ``block_ms`` for the first."""
-        reply = await self.redis.xread({stream: last_id}, count=count, block=block_ms)
+        reply: Any = await self.redis.xread({stream: last_id}, count=count, block=block_ms)
         return [self._entry(entry_id, fields) for _, entries in reply or [] for entry_id, fields in entries]
 
     @staticmethod
@@ -157,7 +157,7 @@ class Bus:
     ) -> list[Entry]:
         """New entries for this consumer; recreates the group if Redis lost it."""
         try:
-            reply = await self.redis.xreadgroup(group, consumer, {stream: ">"}, count=count, block=block_ms)
+            reply: Any = await self.redis.xreadgroup(group, consumer, {stream: ">"}, count=count, block=block_ms)
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
@@ -180,7 +180,7 @@ class Bus:
         killing another worker.
         """
         try:
-            summary = await self.redis.xpending(stream, group)
+            summary: Any = await self.redis.xpending(stream, group)
         except ResponseError:
             return [], []
         dead = [
@@ -189,13 +189,13 @@ class Bus:
         claimed: list[Entry] = []
         poisoned: list[Entry] = []
         for name in dead:
-            pending = await self.redis.xpending_range(stream, group, "-", "+", 100, consumername=name)
+            pending: Any = await self.redis.xpending_range(stream, group, "-", "+", 100, consumername=name)
             if not pending:
                 await self.redis.xgroup_delconsumer(stream, group, name)
                 continue
             ids = [p["message_id"] for p in pending]
             deliveries = {p["message_id"]: p["times_delivered"] for p in pending}
-            entries = await self.redis.xclaim(stream, group, consumer, 0, ids)
+            entries: Any = await self.redis.xclaim(stream, group, consumer, 0, ids)
             for entry_id, fields in entries:
                 if fields is None:  # trimmed away meanwhile
                     await self.ack(stream, group, entry_id)
@@ -245,7 +245,7 @@ class Bus:
                 await backoff.wait()
             finally:
                 try:
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
                 except REDIS_DOWN:
                     pass
 
@@ -256,16 +256,17 @@ class Bus:
         """Push one reply message for ``request_id`` (several may follow in order)."""
         key = self.keys.reply(request_id)
         pipe = self.redis.pipeline(transaction=False)
-        pipe.rpush(key, json.dumps({"h": msg.header()}).encode() + b"\n" + _audio_of(msg))
+        pipe.rpush(key, json.dumps({"h": msg.header()}).encode() + b"\n" + codec.audio_of(msg))
         pipe.expire(key, ttl_s)
         await pipe.execute()
 
     async def wait_reply(self, request_id: str, timeout_s: float) -> Message | None:
         """The next reply for ``request_id``, or None after ``timeout_s``."""
-        item = await self.redis.blpop([self.keys.reply(request_id)], timeout=max(timeout_s, 0.01))
+        item: Any = await self.redis.blpop([self.keys.reply(request_id)], timeout=max(timeout_s, 0.01))
         if item is None:
             return None
-        header, _, audio = item[1].partition(b"\n")
+        raw: bytes = item[1]
+        header, _, audio = raw.partition(b"\n")
         return codec.from_header(json.loads(header)["h"], audio)
 
     # ------------------------------------------------------------------
@@ -298,9 +299,6 @@ class Bus:
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
-
-def _audio_of(msg: Message) -> bytes:
-    return bytes(getattr(msg, "audio", b"")) if msg.has_audio else b""
 
 
 Handler = Callable[[Message], Awaitable[None]]

@@ -8,7 +8,8 @@ message is a JSON text frame; audio goes as separate binary frames.
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -31,8 +32,14 @@ def encode(msg: Message) -> dict[bytes, bytes]:
     """Stream fields for ``msg``."""
     fields = {HEADER: msg.model_dump_json(exclude={"audio"}).encode()}
     if msg.has_audio:
-        fields[AUDIO] = getattr(msg, "audio")
+        fields[AUDIO] = audio_of(msg)
     return fields
+
+
+def audio_of(msg: Message) -> bytes:
+    """The raw audio a message carries (empty for messages without audio)."""
+    audio = getattr(msg, "audio", b"")
+    return audio if isinstance(audio, bytes) else b""
 
 
 def from_header(header: Mapping[str, Any], audio: bytes | None = None) -> Message:

@@ -78,6 +78,14 @@ class Keys:
         """The turn id the session is answering now (to cancel on barge-in)."""
         return f"{self.prefix}:s:{session_id}:turn"
 
+    def turn_progress(self, session_id: str, turn_id: str) -> str:
+        """Hash with a TTL: how far the orchestrator got with a turn (chunks spoken, done).
+
+        A worker that reclaims the turn after its first owner died reads it so
+        that it does not speak the same sentences twice.
+        """
+        return f"{self.prefix}:s:{session_id}:progress:{turn_id}"
+
     @property
     def sessions(self) -> str:
         """Sorted set of open session ids, scored by the last time the gateway saw them."""
@@ -121,6 +129,17 @@ class Keys:
     def timer(self, timer_id: str) -> str:
         """Hash describing one timer."""
         return f"{self.prefix}:timer:{timer_id}"
+
+    def user_timers(self, user: str) -> str:
+        """Sorted set of one user's timer ids scored by due time (list and cancel by voice)."""
+        return f"{self.prefix}:u:{user}:timers"
+
+    def pending_notices(self, user: str) -> str:
+        """List of ``notice`` JSON headers for a user who had no open session (capped, with a TTL).
+
+        The gateway pops and sends them when that user connects next.
+        """
+        return f"{self.prefix}:u:{user}:notices"
 
     def all_keys_pattern(self) -> str:
         """Every key under this prefix (tests clean up with it)."""

@@ -47,7 +47,7 @@ class Message(BaseModel):
     #: True for messages that carry raw audio beside the JSON header.
     has_audio: ClassVar[bool] = False
 
-    def stamp(self, stage: str, at: float | None = None) -> "Message":
+    def stamp(self, stage: str, at: float | None = None) -> Message:
         """Record when ``stage`` happened (now by default) and return self."""
         self.ts[stage] = now() if at is None else at
         return self
@@ -317,49 +317,26 @@ class Error(Message):
     message: str
 
 
-AnyMessage = Annotated[
-    Union[
-        Start,
-        Configure,
-        TextInput,
-        Interrupt,
-        PlaybackStarted,
-        PlaybackFinished,
-        Stop,
-        AudioFrame,
-        SessionStarted,
-        SessionEnded,
-        TurnRequest,
-        SpeakRequest,
-        ToolCall,
-        ToolResult,
-        Cancel,
-        TtsRequest,
-        Ready,
-        Wake,
-        SpeechStarted,
-        SpeechStopped,
-        TranscriptPartial,
-        TranscriptFinal,
-        ReplyDelta,
-        ReplyDone,
-        AudioChunk,
-        AudioStart,
-        AudioEnd,
-        Interrupted,
-        Notice,
-        Error,
-    ],
-    Field(discriminator="type"),
-]
-
-ANY_MESSAGE: TypeAdapter[Message] = TypeAdapter(AnyMessage)
+#: Every message type: the closed registry's contents.
+ALL_MESSAGES: tuple[type[Message], ...] = (
+    Start, Configure, TextInput, Interrupt, PlaybackStarted, PlaybackFinished, Stop,
+    AudioFrame, SessionStarted, SessionEnded,
+    TurnRequest, SpeakRequest, ToolCall, ToolResult, Cancel, TtsRequest,
+    Ready, Wake, SpeechStarted, SpeechStopped, TranscriptPartial, TranscriptFinal,
+    ReplyDelta, ReplyDone, AudioChunk, AudioStart, AudioEnd, Interrupted, Notice, Error,
+)
 
 #: The closed registry: ``type`` -> class.
-REGISTRY: dict[str, type[Message]] = {
-    cls.model_fields["type"].default: cls
-    for cls in AnyMessage.__origin__.__args__  # type: ignore[attr-defined]
-}
+REGISTRY: dict[str, type[Message]] = {cls.model_fields["type"].default: cls for cls in ALL_MESSAGES}
+
+
+def _union(classes: tuple[type[Message], ...]) -> TypeAdapter[Any]:
+    """A validator that picks the class by the ``type`` field."""
+    # Union[tuple] spreads the tuple; the X | Y form cannot be built from a tuple.
+    return TypeAdapter(Annotated[Union[classes], Field(discriminator="type")])  # type: ignore[arg-type]  # noqa: UP007
+
+
+ANY_MESSAGE = _union(ALL_MESSAGES)
 
 #: What a client may send as JSON text frames.
 CLIENT_MESSAGES: tuple[type[Message], ...] = (
@@ -394,12 +371,7 @@ SERVER_EVENTS: tuple[type[Message], ...] = (
 
 def json_schemas() -> dict[str, Any]:
     """JSON Schemas of the WebSocket protocol, for client writers in other languages."""
-    client = TypeAdapter(
-        Annotated[Union[CLIENT_MESSAGES], Field(discriminator="type")]  # type: ignore[valid-type]
-    )
-    server = TypeAdapter(
-        Annotated[Union[SERVER_EVENTS], Field(discriminator="type")]  # type: ignore[valid-type]
-    )
+    client, server = _union(CLIENT_MESSAGES), _union(SERVER_EVENTS)
     return {
         "version": PROTOCOL_VERSION,
         "client_to_server": client.json_schema(),

@@ -16,9 +16,10 @@ import logging
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from tqdm import tqdm
+from tqdm import tqdm  # type: ignore[import-untyped]
 
 log = logging.getLogger(__name__)
 
@@ -109,14 +110,15 @@ def assemble_whisper_base(target: Path, progress: bool = False) -> Path:
 
 def _found() -> dict[str, str]:
     found: dict[str, str] = {}
-    for name, locate in (
+    locators: tuple[tuple[str, Callable[[], Path]], ...] = (
         ("whisper-base", lambda: whisper_base_dir(prepare=False)),
         ("piper-voice", piper_voice),
         ("smollm2", smollm2_gguf),
         ("minilm-onnx", minilm_onnx),
         ("minilm-tokenizer", minilm_tokenizer),
         ("openwakeword", openwakeword_dir),
-    ):
+    )
+    for name, locate in locators:
         try:
             found[name] = str(locate())
         except ModelMissing as exc:

@@ -74,6 +74,10 @@ class Service:
         await self.bus.wait_until_up()
         await self.setup()
         self.ready = True
+        # One beat before any loop runs: a consumer must never be seen without
+        # its health key, or another worker would take its entries as a dead one's.
+        with contextlib.suppress(*REDIS_DOWN):
+            await self._beat()
         workers = [asyncio.create_task(self._heartbeat(), name="heartbeat")]
         workers += [asyncio.create_task(coro) for coro in self.loops()]
         log.info(
@@ -114,19 +118,14 @@ class Service:
         period = self.settings.bus.health_ttl_s / 3
         while True:
             try:
-                await self.bus.beat(
-                    self.name,
-                    self.instance,
-                    {
-                        "pid": os.getpid(),
-                        "ready": self.ready,
-                        "started": self.started_at,
-                        **self.status(),
-                    },
-                )
+                await self._beat()
             except REDIS_DOWN as exc:
                 log.debug("heartbeat failed: %s", exc)
             await asyncio.sleep(period)
+
+    async def _beat(self) -> None:
+        status = {"pid": os.getpid(), "ready": self.ready, "started": self.started_at, **self.status()}
+        await self.bus.beat(self.name, self.instance, status)
 
     # ---- consumer-group loop -------------------------------------------
     async def consume(
