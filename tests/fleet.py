@@ -52,6 +52,20 @@ def wait_for_log(proc: Proc, text: str, timeout: float = 120.0) -> None:
     raise TimeoutError(f"{proc.args} did not log {text!r} in {timeout}s:\n{proc.output()[-3000:]}")
 
 
+def wait_for_http(proc: Proc, url: str, timeout: float = 60.0) -> None:
+    """Wait until ``url`` answers (a server logs "ready" before its socket listens)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.process.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited early:\n{proc.output()[-3000:]}")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer in {timeout}s:\n{proc.output()[-3000:]}")
+
+
 def wait_for_health(base_url: str, services: dict[str, int], timeout: float = 180.0) -> dict:
     """Wait until /v1/health shows at least ``n`` ready processes of each service."""
     deadline = time.monotonic() + timeout

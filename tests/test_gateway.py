@@ -16,7 +16,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from conftest import free_port
-from fleet import Proc, child_env, wait_for_log
+from fleet import Proc, child_env, wait_for_http
 from voicefleet.bus import Bus
 from voicefleet.messages import (
     AudioChunk,
@@ -53,7 +53,7 @@ def gateway(fleet_env: dict[str, str], tmp_path: Path) -> Iterator[Gateway]:
     )
     proc = Proc(["-m", "gateway", "serve", "--port", str(port)], env, tmp_path / "gateway.log")
     try:
-        wait_for_log(proc, "Ready: gateway", timeout=30)
+        wait_for_http(proc, f"http://127.0.0.1:{port}/v1/health", timeout=30)
         yield Gateway(f"http://127.0.0.1:{port}", env["VF_GATEWAY_JWT_SECRET"], env)
     finally:
         proc.stop()

@@ -1,0 +1,70 @@
+"""Helpers shared by the TTS tests: voices loaded once, audio chunks collected."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import numpy as np
+
+from tts_worker.settings import TtsSettings
+from tts_worker.voices import VoiceCatalog
+from tts_worker.worker import TtsService, load_voices
+from voicefleet.bus import Bus
+from voicefleet.messages import AudioChunk, Message
+from voicefleet.settings import BusSettings
+
+
+@functools.lru_cache(maxsize=1)
+def catalog() -> VoiceCatalog:
+    """The packaged voice, loaded and warmed once for the whole test run."""
+    return load_voices(TtsSettings())
+
+
+@asynccontextmanager
+async def running_worker(bus_settings: BusSettings, **settings: object) -> AsyncIterator[TtsService]:
+    """A TTS worker running in this event loop, ready when entered."""
+    service = TtsService(TtsSettings(bus=bus_settings, **settings), catalog=catalog())  # type: ignore[arg-type]
+    task = asyncio.create_task(service.run())
+    try:
+        async with asyncio.timeout(20):
+            while not service.ready:
+                await asyncio.sleep(0.02)
+        yield service
+    finally:
+        service.stop()
+        await asyncio.wait_for(task, 10)
+
+
+Done = Callable[[list[Message]], bool]
+
+
+async def read_until(bus: Bus, session_id: str, done: Done, timeout: float = 20.0) -> list[Message]:
+    """Everything on a session's out stream until ``done(messages)`` holds."""
+    seen: list[Message] = []
+    last: bytes | str = "0"
+    async with asyncio.timeout(timeout):
+        while not done(seen):
+            for entry in await bus.read(bus.keys.out(session_id), last, block_ms=200):
+                last = entry.id
+                if entry.message is not None:
+                    seen.append(entry.message)
+    return seen
+
+
+def chunks_of(messages: list[Message]) -> list[AudioChunk]:
+    return [m for m in messages if isinstance(m, AudioChunk)]
+
+
+def audio_of(chunks: list[AudioChunk]) -> np.ndarray:
+    ordered = sorted(chunks, key=lambda c: (c.seq, c.index))
+    return np.frombuffer(b"".join(c.audio for c in ordered), dtype=np.int16)
+
+
+def all_sentences_done(count: int) -> Done:
+    def done(messages: list[Message]) -> bool:
+        return len({c.seq for c in chunks_of(messages) if c.last}) >= count
+
+    return done
