@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request, WebSocket
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, WebSocket
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -22,7 +23,7 @@ from voicefleet import codec, metrics
 from voicefleet.bus import REDIS_DOWN, Bus, instance_name
 from voicefleet.messages import Start, json_schemas
 
-from . import auth
+from . import auth, tts_routes
 from .connection import POLICY, TRY_LATER, UNSUPPORTED, Closing, Connection, close_with_error
 from .settings import GatewaySettings
 
@@ -134,6 +135,22 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             if conn is not None:
                 fleet.connections.pop(conn.session_id, None)
                 metrics.CONNECTIONS.dec()
+
+    bearer = HTTPBearer(auto_error=False, description="A JWT, as for the WebSocket")
+
+    async def require_user(
+        creds: HTTPAuthorizationCredentials | None = Depends(bearer),
+        token: str | None = Query(None, description="The JWT, for clients that cannot set headers"),
+    ) -> auth.Principal:
+        try:
+            return auth.verify(creds.credentials if creds else token, settings)
+        except auth.AuthError as exc:
+            raise HTTPException(401, exc.reason, headers={"WWW-Authenticate": "Bearer"}) from None
+
+    app.include_router(
+        tts_routes.make_router(tts_routes.TtsHttpSettings.from_gateway(settings),
+                               dependencies=[Depends(require_user)])
+    )
 
     @app.get("/v1/health", summary="Which services are up, and how many processes of each")
     async def health() -> JSONResponse:

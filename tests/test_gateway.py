@@ -267,3 +267,5 @@ async def test_health_metrics_schema_and_docs(gateway: Gateway) -> None:
         assert (await client.get("/docs")).status_code == 200
         assert "/v1/health" in (await client.get("/openapi.json")).json()["paths"]
         assert (await client.post("/v1/dev/token", json={"sub": "bob"})).status_code == 403
+        refused = await client.post("/v1/tts", json={"text": "hello"})
+        assert refused.status_code == 401 and "missing token" in refused.json()["detail"]
