@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import numpy as np
+from redis.exceptions import ResponseError
 
 from tts_worker.settings import TtsSettings
 from tts_worker.voices import VoiceCatalog
@@ -24,28 +25,50 @@ def catalog() -> VoiceCatalog:
 
 
 @asynccontextmanager
-async def running_worker(bus_settings: BusSettings, **settings: object) -> AsyncIterator[TtsService]:
-    """A TTS worker running in this event loop, ready when entered."""
-    service = TtsService(TtsSettings(bus=bus_settings, **settings), catalog=catalog())  # type: ignore[arg-type]
+async def running_worker(
+    bus_settings: BusSettings, voices: VoiceCatalog | None = None, **settings: object
+) -> AsyncIterator[TtsService]:
+    """A TTS worker running in this event loop (with the packaged voice by default), ready when entered."""
+    tts = TtsSettings(bus=bus_settings, **settings)  # type: ignore[arg-type]
+    service = TtsService(tts, catalog=voices or catalog())
     task = asyncio.create_task(service.run())
     try:
         async with asyncio.timeout(20):
-            while not service.ready:
+            while not service.ready or not await _connected(service):  # noqa: ASYNC110 - polling Redis state
                 await asyncio.sleep(0.02)
+            await asyncio.sleep(0.2)  # the group read is under way by now
         yield service
     finally:
         service.stop()
         await asyncio.wait_for(task, 10)
 
 
+async def _connected(service: TtsService) -> bool:
+    """Whether the worker hears cancels and has set up its consumer group.
+
+    Stopping a worker while its Redis connections are still being set up can
+    hang (redis-py 8 loses a cancellation that lands during the connection
+    handshake), so tests stop workers only once their loops are connected.
+    """
+    bus, keys = service.bus, service.keys
+    subscribed = await bus.redis.pubsub_numsub(keys.cancel_channel)
+    if not subscribed or subscribed[0][1] < 1:
+        return False
+    try:
+        groups = await bus.redis.xinfo_groups(keys.speak)
+    except ResponseError:  # no stream yet
+        return False
+    return any(g["name"] == b"tts" for g in groups)
+
+
 Done = Callable[[list[Message]], bool]
 
 
-async def read_until(bus: Bus, session_id: str, done: Done, timeout: float = 20.0) -> list[Message]:
+async def read_until(bus: Bus, session_id: str, done: Done, wait_s: float = 20.0) -> list[Message]:
     """Everything on a session's out stream until ``done(messages)`` holds."""
     seen: list[Message] = []
     last: bytes | str = "0"
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(wait_s):
         while not done(seen):
             for entry in await bus.read(bus.keys.out(session_id), last, block_ms=200):
                 last = entry.id

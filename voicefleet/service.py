@@ -95,7 +95,11 @@ class Service:
         log.info("stopping %s", self.instance)
         for task in [*workers, stop_waiter, *self._tasks]:
             task.cancel()
-        await asyncio.gather(*workers, *self._tasks, return_exceptions=True)
+        # redis-py can swallow a cancel that lands while a connection is being
+        # set up (redis/redis-py#2028): never let that hang a shutdown.
+        _, stuck = await asyncio.wait([*workers, *self._tasks], timeout=5.0)
+        if stuck:
+            log.warning("%d task(s) ignored cancellation; stopping without them", len(stuck))
         await self.teardown()
         with contextlib.suppress(*REDIS_DOWN):
             await self.bus.redis.delete(self.keys.health(self.name, self.instance))
@@ -120,6 +124,7 @@ class Service:
             try:
                 await self._beat()
             except REDIS_DOWN as exc:
+                _reraise_if_cancelled()
                 log.debug("heartbeat failed: %s", exc)
             await asyncio.sleep(period)
 
@@ -171,6 +176,7 @@ class Service:
                         await slots.acquire()
                         self.spawn(self._handle(stream, group, entry, handler, slots), name=f"{group}-item")
             except REDIS_DOWN as exc:
+                _reraise_if_cancelled()
                 log.warning("%s: Redis unreachable (%s); retrying", stream, exc)
                 await backoff.wait()
 
@@ -231,6 +237,13 @@ class Service:
             f"The {self.name} service crashed repeatedly on this request, so it was dropped.",
             msg.turn_id,
         )
+
+
+def _reraise_if_cancelled() -> None:
+    """redis-py may turn a cancel into a connection error (redis/redis-py#2028): honour the cancel."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _free(slots: asyncio.Semaphore) -> int:

@@ -1,0 +1,264 @@
+"""The tools worker on the real bus: notes, memory, per-user isolation, timers, web search, reclaim."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from conftest import free_port
+from tools_harness import call, running, tools_settings
+
+from tools_worker.embeddings import MiniLMEmbedding, load_embedder
+from voicefleet.bus import Bus
+from voicefleet.messages import Notice, SpeakRequest, ToolCall, ToolResult
+from voicefleet.settings import BusSettings
+
+pytestmark = [pytest.mark.models, pytest.mark.timeout(120)]
+
+
+@pytest.fixture(scope="module")
+def embedder() -> MiniLMEmbedding:
+    return load_embedder()
+
+
+async def test_notes_and_memory_by_voice(bus: Bus, bus_settings: BusSettings, tmp_path: Path,
+                                         embedder: MiniLMEmbedding) -> None:
+    async with running(tools_settings(bus_settings, tmp_path), embedder):
+        added = await call(bus, "notes.add", {"text": "Buy oat milk and eggs"})
+        assert added.ok and added.name == "notes.add" and added.data["note"]["id"] == 1
+        await call(bus, "notes.add", {"text": "Call the dentist about the crown on Tuesday"})
+        await call(bus, "notes.add", {"text": "Book train tickets to Lyon"})
+
+        listed = await call(bus, "notes.list")
+        assert listed.ok and "3 notes" in listed.text and len(listed.data["notes"]) == 3
+
+        found = await call(bus, "notes.search", {"query": "groceries to buy"})
+        assert found.data["notes"][0]["text"] == "Buy oat milk and eggs"  # by meaning, not words
+
+        read = await call(bus, "notes.read", {"id": "", "query": "dentist"})  # the orchestrator's shape
+        assert "crown" in read.text
+        latest = await call(bus, "notes.read")
+        assert "Lyon" in latest.text
+
+        deleted = await call(bus, "notes.delete", {"query": "train tickets"})
+        assert deleted.ok and "Lyon" in deleted.text
+        gone = await call(bus, "notes.read", {"id": 3})
+        assert not gone.ok and "number 3" in gone.text
+
+        fact = await call(bus, "memory.remember", {"text": "The user is vegetarian"})
+        assert fact.ok
+        again = await call(bus, "memory.remember", {"text": "the user is vegetarian"})
+        assert again.data["duplicate"] is True
+        await call(bus, "memory.remember", {"text": "The user's sister is called Ada"})
+        updated = await call(bus, "memory.update", {"id": "#2", "text": "The user's sister is called Adele"})
+        assert updated.ok and "Adele" in updated.text
+        forgot = await call(bus, "memory.forget", {"query": "vegetarian"})
+        assert forgot.ok
+        memories = await call(bus, "memory.list")
+        assert [m["text"] for m in memories.data["memories"]] == ["The user's sister is called Adele"]
+
+
+async def test_bad_calls_get_a_sentence(bus: Bus, bus_settings: BusSettings, tmp_path: Path,
+                                        embedder: MiniLMEmbedding) -> None:
+    async with running(tools_settings(bus_settings, tmp_path), embedder):
+        unknown = await call(bus, "notes.burn", {})
+        assert not unknown.ok and "notes.burn" in unknown.text
+        missing = await call(bus, "notes.add", {})
+        assert not missing.ok and "text" in missing.text
+        vague = await call(bus, "notes.delete", {})
+        assert not vague.ok and vague.text.startswith("Which note")
+        nobody = await call(bus, "notes.list", user="")
+        assert not nobody.ok
+        assert (await call(bus, "timer.set", {"seconds": "soon"})).ok is False
+        clock = await call(bus, "time.now", {"timezone": "Asia/Tokyo"})
+        assert clock.ok and clock.text.startswith("It's ") and " on " in clock.text
+        assert not (await call(bus, "time.now", {"timezone": "Mars/Olympus"})).ok
+
+
+async def test_users_cannot_see_or_change_each_others_data(
+    bus: Bus, bus_settings: BusSettings, tmp_path: Path, embedder: MiniLMEmbedding
+) -> None:
+    async with running(tools_settings(bus_settings, tmp_path), embedder):
+        await call(bus, "notes.add", {"text": "Alice's secret surprise party plan"}, user="alice")
+        await call(bus, "memory.remember", {"text": "Alice is allergic to peanuts"}, user="alice")
+        timer = await call(bus, "timer.set", {"seconds": 600, "label": "tea"}, user="alice")
+        timer_id = timer.data["timer"]["id"]
+
+        for name in ("notes.list", "memory.list", "timer.list"):
+            seen = await call(bus, name, user="bob")
+            assert seen.ok and not any(seen.data.values()), (name, seen.data)
+        assert not (await call(bus, "notes.read", {"id": 1}, user="bob")).ok
+        assert not (await call(bus, "notes.search", {"query": "surprise party"}, user="bob")).data["notes"]
+        assert not (await call(bus, "notes.delete", {"id": 1}, user="bob")).ok
+        assert not (await call(bus, "notes.delete", {"query": "surprise party"}, user="bob")).ok
+        assert not (await call(bus, "memory.forget", {"id": 1}, user="bob")).ok
+        assert not (await call(bus, "memory.update", {"id": 1, "text": "hacked"}, user="bob")).ok
+        assert not (await call(bus, "timer.cancel", {"id": timer_id}, user="bob")).ok
+        assert not (await call(bus, "timer.cancel", {"label": "tea"}, user="bob")).ok
+
+        assert len((await call(bus, "notes.list", user="alice")).data["notes"]) == 1
+        assert (await call(bus, "memory.list", user="alice")).data["memories"][0]["text"].endswith("peanuts")
+        assert (await call(bus, "timer.list", user="alice")).data["timers"][0]["id"] == timer_id
+        cancelled = await call(bus, "timer.cancel", {"label": "tea timer"}, user="alice")
+        assert cancelled.ok and "tea timer" in cancelled.text
+
+
+async def test_a_redelivered_call_is_answered_without_doing_it_twice(
+    bus: Bus, bus_settings: BusSettings, tmp_path: Path, embedder: MiniLMEmbedding
+) -> None:
+    async with running(tools_settings(bus_settings, tmp_path), embedder):
+        first = await call(bus, "notes.add", {"text": "water the plants"}, call_id="same-call")
+        second = await call(bus, "notes.add", {"text": "water the plants"}, call_id="same-call")
+        assert first.text == second.text
+        assert len((await call(bus, "notes.list")).data["notes"]) == 1
+
+
+async def test_a_call_held_by_a_dead_worker_is_answered(
+    bus: Bus, bus_settings: BusSettings, tmp_path: Path, embedder: MiniLMEmbedding
+) -> None:
+    # A worker took the call and died before answering: it sits pending under its name.
+    await bus.ensure_group(bus.keys.tools, "tools")
+    msg = ToolCall(user="alice", name="notes.add", args={"text": "survives a crash"})
+    await bus.enqueue(bus.keys.tools, msg)
+    taken = await bus.read_group(bus.keys.tools, "tools", "tools-dead-1", count=10, block_ms=100)
+    assert len(taken) == 1
+    async with running(tools_settings(bus_settings, tmp_path), embedder):
+        result = await bus.wait_reply(msg.call_id, 15)
+        assert isinstance(result, ToolResult) and result.ok
+        assert (await call(bus, "notes.list")).data["notes"][0]["text"] == "survives a crash"
+
+
+async def _open_session(bus: Bus, sid: str, user: str) -> None:
+    await bus.redis.hset(bus.keys.session(sid), mapping={
+        "user": user, "voice": "en_US-joe-medium", "speech_rate": "1.2", "output_sample_rate": "24000",
+    })
+    await bus.redis.zadd(bus.keys.user_sessions(user), {sid: time.time()})
+
+
+async def test_a_timer_speaks_on_the_users_sessions(
+    bus: Bus, bus_settings: BusSettings, tmp_path: Path, embedder: MiniLMEmbedding
+) -> None:
+    await _open_session(bus, "s-alice", "alice")
+    await _open_session(bus, "s-bob", "bob")
+    async with running(tools_settings(bus_settings, tmp_path), embedder):
+        set_ = await call(bus, "timer.set", {"seconds": 2, "label": "pasta"}, session_id="s-alice")
+        assert set_.ok and set_.text == "Pasta timer set for 2 seconds."
+        listed = await call(bus, "timer.list")
+        assert "pasta timer" in listed.text
+
+        notice = None
+        last = "0"
+        async with asyncio.timeout(10):
+            while notice is None:
+                for entry in await bus.read(bus.keys.out("s-alice"), last, block_ms=500):
+                    last = entry.id
+                    if isinstance(entry.message, Notice):
+                        notice = entry.message
+        assert notice.code == "timer" and notice.message == "Your 2 second pasta timer is done."
+
+        spoken = [e.message for e in await bus.read(bus.keys.speak, "0", block_ms=100)]
+        assert len(spoken) == 1 and isinstance(spoken[0], SpeakRequest)
+        speak = spoken[0]
+        assert (speak.session_id, speak.turn_id, speak.seq, speak.final) == ("s-alice", notice.turn_id, 0, True)
+        assert (speak.text, speak.voice, speak.speech_rate, speak.sample_rate) == (
+            notice.message, "en_US-joe-medium", 1.2, 24000)
+        assert await bus.read(bus.keys.out("s-bob"), "0", block_ms=10) == []  # not Bob's timer
+        assert (await call(bus, "timer.list")).data["timers"] == []
+
+
+async def test_two_workers_fire_each_timer_once(
+    bus: Bus, bus_settings: BusSettings, tmp_path: Path, embedder: MiniLMEmbedding
+) -> None:
+    await _open_session(bus, "s-dan", "dan")
+    async with (
+        running(tools_settings(bus_settings, tmp_path / "a"), embedder) as first,
+        running(tools_settings(bus_settings, tmp_path / "b"), embedder) as second,
+    ):
+        for i in range(6):
+            assert (await call(bus, "timer.set", {"seconds": 1, "label": f"egg {i}"}, user="dan")).ok
+        notices: list[Notice] = []
+        last = "0"
+        async with asyncio.timeout(10):
+            while len(notices) < 6:
+                for entry in await bus.read(bus.keys.out("s-dan"), last, block_ms=500):
+                    last = entry.id
+                    notices.append(entry.message)
+        await asyncio.sleep(0.5)  # time for a duplicate to show up, if any
+        notices += [e.message for e in await bus.read(bus.keys.out("s-dan"), last, block_ms=10)]
+        assert sorted(n.message for n in notices) == [f"Your 1 second egg {i} timer is done." for i in range(6)]
+        assert len(await bus.read(bus.keys.speak, "0", block_ms=10)) == 6
+        assert first.timers.fired + second.timers.fired == 6
+
+
+async def test_a_timer_with_no_open_session_waits_for_the_user(
+    bus: Bus, bus_settings: BusSettings, tmp_path: Path, embedder: MiniLMEmbedding
+) -> None:
+    async with running(tools_settings(bus_settings, tmp_path), embedder):
+        await call(bus, "timer.set", {"seconds": 1}, user="carol")
+        async with asyncio.timeout(10):
+            while not await bus.redis.llen(bus.keys.pending_notices("carol")):  # noqa: ASYNC110 - polls Redis
+                await asyncio.sleep(0.1)
+        pending = json.loads(await bus.redis.lindex(bus.keys.pending_notices("carol"), 0))
+        assert pending["type"] == "notice" and pending["message"] == "Your 1 second timer is done."
+
+
+class _Searxng(BaseHTTPRequestHandler):
+    """Answers like SearxNG's JSON API."""
+
+    def do_GET(self) -> None:
+        url = urlparse(self.path)
+        query = parse_qs(url.query)
+        if url.path != "/search" or query.get("format") != ["json"]:
+            self.send_error(403)
+            return
+        q = query["q"][0]
+        body = json.dumps({"query": q, "results": [
+            {"title": f"Result {i} about {q}", "url": f"https://example.org/{i}", "content": f"Snippet {i}."}
+            for i in range(1, 8)
+        ] + [{"title": "not a web link", "url": "javascript:alert(1)", "content": ""}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def searxng() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), _Searxng)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+async def test_web_search_through_searxng(bus: Bus, bus_settings: BusSettings, tmp_path: Path,
+                                          embedder: MiniLMEmbedding, searxng: str) -> None:
+    settings = tools_settings(bus_settings, tmp_path, searxng_url=searxng, web_max_results=3)
+    async with running(settings, embedder):
+        result = await call(bus, "web.search", {"query": "voice assistants"})
+        assert result.ok and result.data["untrusted"] is True
+        assert [r["url"] for r in result.data["results"]] == [f"https://example.org/{i}" for i in (1, 2, 3)]
+        assert "Result 1 about voice assistants" in result.text
+
+
+async def test_web_search_down_or_off_says_so(bus: Bus, bus_settings: BusSettings, tmp_path: Path,
+                                              embedder: MiniLMEmbedding) -> None:
+    down = tools_settings(bus_settings, tmp_path, searxng_url=f"http://127.0.0.1:{free_port()}", web_timeout_s=2)
+    async with running(down, embedder):
+        result = await call(bus, "web.search", {"query": "anything"})
+        assert not result.ok and result.text == "I can't reach the web search service right now."
+    async with running(tools_settings(bus_settings, tmp_path), embedder):
+        result = await call(bus, "web.search", {"query": "anything"})
+        assert not result.ok and result.text == "Web search isn't set up on this assistant."

@@ -1,0 +1,93 @@
+"""A user's numbered texts of one kind (notes, memories), found by number or by words."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Annotated, Any
+
+import numpy as np
+from pydantic import BeforeValidator, Field
+
+from . import records
+from .embeddings import MiniLMEmbedding
+from .matching import Scored, clear_winner, rank
+from .phrases import clip, join
+from .records import Kind, Record
+from .registry import ToolError
+from .store import Database
+
+
+def _digits(value: Any) -> Any:
+    # The model may say "3", "#3" or "note 3" for a number, and "" for none.
+    if isinstance(value, str):
+        found = re.search(r"\d+", value)
+        return int(found.group()) if found else (None if not value.strip() else value)
+    return value
+
+
+RecordId = Annotated[int, BeforeValidator(_digits), Field(ge=1, description="the number of the item")]
+#: The same, optional: "" and null both mean "not given".
+MaybeRecordId = Annotated[Annotated[int, Field(ge=1)] | None, BeforeValidator(_digits)]
+
+
+class Book:
+    """Notes or memories of every user in one table, each call scoped to one user."""
+
+    def __init__(self, db: Database, kind: Kind, noun: str, embedder: MiniLMEmbedding | None) -> None:
+        self.db, self.kind, self.noun, self.embedder = db, kind, noun, embedder
+
+    async def vector(self, text: str) -> np.ndarray | None:
+        if self.embedder is None:
+            return None
+        vectors = await asyncio.to_thread(self.embedder.embed, [text])
+        return np.asarray(vectors[0])
+
+    async def add(self, user: str, text: str, call_id: str) -> tuple[Record, bool]:
+        vector = await self.vector(text)
+        return await self.db.run(records.add, self.kind, user, text, call_id, vector)
+
+    async def all(self, user: str) -> list[Record]:
+        return await self.db.run(records.all_of, self.kind, user)
+
+    async def get(self, user: str, num: int) -> Record:
+        found = await self.db.run(records.get, self.kind, user, num)
+        if found is None:
+            raise ToolError(f"You don't have a {self.noun} number {num}.")
+        return found
+
+    async def search(self, user: str, query: str) -> list[Scored[Record]]:
+        items = await self.all(user)
+        if not items:
+            return []
+        return rank(query, items, await self.vector(query))
+
+    async def find(self, user: str, num: int | None, query: str | None, verb: str) -> Record:
+        """The one record meant by a number or by words; asks back when it is ambiguous."""
+        if num is not None:
+            return await self.get(user, num)
+        assert query is not None
+        matches = await self.search(user, query)
+        if not matches:
+            raise ToolError(f"I couldn't find a {self.noun} about {clip(query, 60)}.")
+        winner = clear_winner(matches)
+        if winner is None:
+            options = matches[:3]
+            listing = join([f"number {m.item.num}, {clip(m.item.text, 50)}" for m in options], "or")
+            raise ToolError(
+                f"I found {len(matches)} {self.noun}s like that: {listing}. Which one should I {verb}?",
+                {"candidates": [m.item.public() for m in options]},
+            )
+        return winner
+
+    async def update(self, user: str, num: int, text: str) -> Record:
+        found = await self.db.run(records.update, self.kind, user, num, text, await self.vector(text))
+        if found is None:
+            raise ToolError(f"You don't have a {self.noun} number {num}.")
+        return found
+
+    async def delete(self, user: str, num: int) -> Record:
+        found = await self.db.run(records.delete, self.kind, user, num)
+        if found is None:
+            raise ToolError(f"You don't have a {self.noun} number {num}.")
+        return found

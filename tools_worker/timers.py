@@ -1,0 +1,283 @@
+"""Timers by voice: set, list, cancel; when one ends, the assistant says so on the user's sessions.
+
+Timers live in Redis so any tools process can fire them and a restarted
+worker loses none: the hash ``keys.timer(id)`` describes one, the sorted set
+``keys.timers`` orders all of them by due time, ``keys.user_timers(user)``
+lists one user's. Firing claims due timers atomically with a Lua script that
+pushes their score a lease into the future: while processes live, exactly one
+fires each timer; if that one dies mid-fire, another fires it once the lease
+runs out (late, never lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import Field
+from rapidfuzz import fuzz
+
+from voicefleet.bus import REDIS_DOWN, Backoff, Bus
+from voicefleet.messages import Notice, SpeakRequest, ToolCall, new_id
+
+from .phrases import count, duration, duration_adjective, join
+from .registry import Outcome, Tool, ToolArgs, ToolError
+
+log = logging.getLogger(__name__)
+
+LEASE_S = 30.0
+PENDING_MAX = 20
+PENDING_TTL_S = 7 * 86400
+
+# Claim up to ARGV[3] timers due by ARGV[1]: move them to ARGV[2] (the lease end) and return them.
+_CLAIM = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], ARGV[2], id) end
+return ids
+"""
+
+
+@dataclass
+class Timer:
+    """One timer of one user."""
+
+    id: str
+    user: str
+    label: str
+    seconds: float
+    due: float
+
+    @classmethod
+    def from_hash(cls, timer_id: str, fields: dict[Any, Any]) -> Timer:
+        f = {_text(k): _text(v) for k, v in fields.items()}
+        return cls(timer_id, f["user"], f.get("label", ""), float(f["seconds"]), float(f["due"]))
+
+    def to_hash(self) -> dict[Any, Any]:
+        return {"user": self.user, "label": self.label, "seconds": repr(self.seconds), "due": repr(self.due)}
+
+    @property
+    def name(self) -> str:
+        """How to call it: "pasta timer", or "5 minute timer" when it has no label."""
+        return f"{self.label} timer" if self.label else f"{duration_adjective(self.seconds)} timer"
+
+    def done_message(self) -> str:
+        label = f" {self.label}" if self.label else ""
+        return f"Your {duration_adjective(self.seconds)}{label} timer is done."
+
+    def public(self, now: float) -> dict[str, Any]:
+        return {"id": self.id, "label": self.label, "seconds": self.seconds, "due": self.due,
+                "remaining_s": max(0.0, round(self.due - now, 1))}
+
+
+def _label(value: str | None) -> str:
+    words = (value or "").strip().rstrip(".").split()
+    if words and words[-1].lower() == "timer":  # "pasta timer" -> "pasta": we add "timer" ourselves
+        words = words[:-1]
+    return " ".join(words)
+
+
+class SetTimer(ToolArgs):
+    seconds: float = Field(description="how long the timer runs, in seconds")
+    label: str | None = Field(None, max_length=60, description="what the timer is for, e.g. pasta")
+
+
+class CancelTimer(ToolArgs):
+    id: str | None = Field(None, description="the timer's id")
+    label: str | None = Field(None, description="the timer's label, e.g. pasta")
+
+
+class Timers:
+    """The ``timer.*`` tools and the loop that fires due timers."""
+
+    def __init__(self, bus: Bus, max_seconds: float, max_per_user: int, poll_s: float) -> None:
+        self.bus, self.keys = bus, bus.keys
+        self.max_seconds, self.max_per_user, self.poll_s = max_seconds, max_per_user, poll_s
+        self._claim = bus.redis.register_script(_CLAIM)
+        self.fired = 0
+
+    # --- tools -------------------------------------------------------------
+    async def set(self, call: ToolCall, args: SetTimer) -> Outcome:
+        if args.seconds < 1:
+            raise ToolError("A timer needs to run for at least one second.")
+        if args.seconds > self.max_seconds:
+            raise ToolError(f"I can only set timers up to {duration(self.max_seconds)}.")
+        existing = await self.mine(call.user)
+        if len(existing) >= self.max_per_user:
+            raise ToolError(f"You already have {count(len(existing), 'timer')}; cancel one first.")
+        timer = Timer(call.call_id, call.user, _label(args.label), float(args.seconds), time.time() + args.seconds)
+        pipe = self.bus.redis.pipeline(transaction=True)
+        pipe.hset(self.keys.timer(timer.id), mapping=timer.to_hash())
+        # A forgotten hash (fleet down for a day) expires by itself.
+        pipe.expire(self.keys.timer(timer.id), int(timer.seconds + 86400))
+        pipe.zadd(self.keys.timers, {timer.id: timer.due})
+        pipe.zadd(self.keys.user_timers(call.user), {timer.id: timer.due})
+        await pipe.execute()
+        what = f"{timer.label[:1].upper()}{timer.label[1:]} timer" if timer.label else "Timer"
+        return Outcome(True, f"{what} set for {duration(timer.seconds)}.", {"timer": timer.public(time.time())})
+
+    async def list_all(self, call: ToolCall, args: ToolArgs) -> Outcome:
+        now = time.time()
+        timers = await self.mine(call.user)
+        data = {"timers": [t.public(now) for t in timers]}
+        if not timers:
+            return Outcome(True, "You don't have any timers running.", data)
+        parts = [f"{t.name} with {duration(max(0.0, t.due - now))} left" for t in timers[:5]]
+        return Outcome(True, f"You have {count(len(timers), 'timer')}: {join(parts)}.", data)
+
+    async def cancel(self, call: ToolCall, args: CancelTimer) -> Outcome:
+        timers = await self.mine(call.user)
+        if args.id:
+            chosen = [t for t in timers if t.id == args.id]
+        elif args.label:
+            chosen = _by_label(timers, args.label)
+        else:
+            chosen = timers
+        if not timers:
+            raise ToolError("You don't have any timers running.")
+        if not chosen:
+            raise ToolError("I couldn't find that timer.", {"timers": [t.public(time.time()) for t in timers]})
+        if len(chosen) > 1:
+            names = join([t.name for t in chosen], "or")
+            raise ToolError(f"You have {count(len(chosen), 'timer')}: which one, {names}?",
+                            {"candidates": [t.public(time.time()) for t in chosen]})
+        timer = chosen[0]
+        pipe = self.bus.redis.pipeline(transaction=True)
+        pipe.delete(self.keys.timer(timer.id))
+        pipe.zrem(self.keys.timers, timer.id)
+        pipe.zrem(self.keys.user_timers(call.user), timer.id)
+        _, removed, _ = await pipe.execute()
+        if not removed:
+            return Outcome(False, f"Your {timer.name} has already gone off.", {"timer": timer.public(time.time())})
+        return Outcome(True, f"I cancelled your {timer.name}.", {"cancelled": timer.public(time.time())})
+
+    async def mine(self, user: str) -> list[Timer]:
+        """The user's timers, soonest first (ids whose hash vanished are cleaned up)."""
+        key = self.keys.user_timers(user)
+        ids = [_text(i) for i in await self.bus.redis.zrange(key, 0, -1)]
+        if not ids:
+            return []
+        pipe = self.bus.redis.pipeline(transaction=False)
+        for timer_id in ids:
+            pipe.hgetall(self.keys.timer(timer_id))
+        timers, gone = [], []
+        for timer_id, fields in zip(ids, await pipe.execute(), strict=True):
+            if fields:
+                timers.append(Timer.from_hash(timer_id, fields))
+            else:
+                gone.append(timer_id)
+        if gone:
+            await self.bus.redis.zrem(key, *gone)
+        return [t for t in timers if t.user == user]
+
+    def tools(self) -> list[Tool]:
+        return [
+            Tool("timer.set", "Start a timer.", SetTimer, self.set, mutates=True),
+            Tool("timer.list", "List the user's running timers.", ToolArgs, self.list_all),
+            Tool("timer.cancel", "Cancel a timer by id or label (the only one when none given).",
+                 CancelTimer, self.cancel, mutates=True),
+        ]
+
+    # --- firing ------------------------------------------------------------
+    async def run(self) -> None:
+        """Fire due timers until cancelled."""
+        backoff = Backoff()
+        while True:
+            try:
+                now = time.time()
+                claimed = await self._claim(keys=[self.keys.timers], args=[now, now + LEASE_S, 50])
+                for raw in claimed:
+                    await self.fire(_text(raw))
+                backoff.reset()
+            except REDIS_DOWN as exc:
+                log.warning("timers: Redis unreachable (%s); retrying", exc)
+                await backoff.wait()
+                continue
+            _reraise_lost_cancel()
+            await asyncio.sleep(self.poll_s)
+
+    async def fire(self, timer_id: str) -> None:
+        fields = await self.bus.redis.hgetall(self.keys.timer(timer_id))
+        if not fields:  # cancelled between claim and now
+            await self.bus.redis.zrem(self.keys.timers, timer_id)
+            return
+        try:
+            timer = Timer.from_hash(timer_id, fields)
+        except (KeyError, ValueError):
+            log.error("dropping malformed timer %s", timer_id)
+            await self.bus.redis.zrem(self.keys.timers, timer_id)
+            return
+        sessions = await self.announce(timer.user, timer.done_message())
+        pipe = self.bus.redis.pipeline(transaction=True)
+        pipe.delete(self.keys.timer(timer_id))
+        pipe.zrem(self.keys.timers, timer_id)
+        pipe.zrem(self.keys.user_timers(timer.user), timer_id)
+        await pipe.execute()
+        self.fired += 1
+        log.info("timer %s done (%.1f s late) -> %d session(s)", timer_id, time.time() - timer.due, sessions)
+
+    async def announce(self, user: str, message: str) -> int:
+        """Say ``message`` on each open session of ``user``; keep it for later when none is open."""
+        redis = self.bus.redis
+        spoken = 0
+        for raw in await redis.zrange(self.keys.user_sessions(user), 0, -1):
+            sid = _text(raw)
+            info = {_text(k): _text(v) for k, v in (await redis.hgetall(self.keys.session(sid))).items()}
+            if not info or info.get("user", user) != user:
+                continue  # closed, or not this user's
+            turn_id = new_id()
+            await self.bus.emit(Notice(session_id=sid, turn_id=turn_id, code="timer", message=message).stamp("timer"))
+            await self.bus.enqueue(
+                self.keys.speak,
+                SpeakRequest(
+                    session_id=sid,
+                    turn_id=turn_id,
+                    seq=0,
+                    final=True,
+                    text=message,
+                    voice=info.get("voice") or None,
+                    speech_rate=_number(info.get("speech_rate"), 1.0),
+                    sample_rate=int(_number(info.get("output_sample_rate"), 16000)) or 16000,
+                ).stamp("first_chunk"),
+            )
+            spoken += 1
+        if not spoken:
+            notice = Notice(code="timer", message=message).stamp("timer")
+            key = self.keys.pending_notices(user)
+            pipe = redis.pipeline(transaction=True)
+            pipe.rpush(key, json.dumps(notice.header()))
+            pipe.ltrim(key, -PENDING_MAX, -1)
+            pipe.expire(key, PENDING_TTL_S)
+            await pipe.execute()
+        return spoken
+
+
+def _reraise_lost_cancel() -> None:
+    # redis-py can swallow a cancel that lands mid-command (redis/redis-py#2028): the command
+    # returns normally and the loop would run forever. The task still counts the request.
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+def _by_label(timers: list[Timer], label: str) -> list[Timer]:
+    wanted = _label(label).casefold()
+    exact = [t for t in timers if t.label.casefold() == wanted or t.name.casefold() == f"{wanted} timer"]
+    if exact:
+        return exact
+    return [t for t in timers if max(fuzz.ratio(wanted, t.label.casefold()), fuzz.ratio(wanted, t.name.casefold()))
+            >= 75]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _number(value: str | None, default: float) -> float:
+    try:
+        return float(value) if value else default
+    except ValueError:
+        return default

@@ -1,0 +1,1 @@
+"""TTS worker: Piper voices, streamed as PCM chunks over the bus."""
