@@ -1,0 +1,364 @@
+"""STT benchmark: word error rate, latency after end of speech, real-time factor, VAD and wake costs.
+
+    python bench/stt_bench.py --make-corpus bench/results/corpus   # ~20 commands spoken by Piper
+    python bench/stt_bench.py --corpus bench/results/corpus         # measure (needs Redis for latency)
+
+A corpus is a folder of WAV files, each with its reference transcript in a
+.txt file beside it. Two passes:
+
+* offline: every file through the worker's own listener and recognizer
+  (``vad_stt_worker transcribe`` path): WER, real-time factor, VAD ms per
+  32 ms chunk, wake word ms per 80 ms frame;
+* streaming: the real worker (in process, on the real Redis) gets each file
+  as a live session in real time, 40 ms frames; latency is measured from the
+  wall time at which the acoustic end of speech was sent to the moment the
+  final transcript was ready (``ts["transcript"]``) and seen by the client.
+
+Prints a table and writes bench/results/stt.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import platform
+import sys
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from vad_stt_worker.audio import read_wav  # noqa: E402
+from vad_stt_worker.cli import transcribe_audio  # noqa: E402
+from vad_stt_worker.hallucinations import normalize_text  # noqa: E402
+from vad_stt_worker.models import Models  # noqa: E402
+from vad_stt_worker.settings import SttSettings  # noqa: E402
+from vad_stt_worker.stt import normalize_language  # noqa: E402
+from vad_stt_worker.turn import TurnConfig  # noqa: E402
+from voicefleet.bus import AUDIO_MAXLEN, Bus  # noqa: E402
+from voicefleet.messages import AudioFrame, SessionEnded, TranscriptFinal, new_id  # noqa: E402
+from voicefleet.settings import BusSettings  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+RATE = 16000
+FRAME = 640  # 40 ms
+
+COMMANDS = [
+    "Turn on the kitchen lights.",
+    "What's the weather like tomorrow morning?",
+    "Set a timer for ten minutes.",
+    "Remind me to call my mother this evening.",
+    "Play some relaxing music in the living room.",
+    "How long does it take to drive to the airport?",
+    "Add milk, eggs and bread to my shopping list.",
+    "Turn the thermostat down a little.",
+    "What time is it in Tokyo right now?",
+    "Read me the latest news headlines.",
+    "Close the blinds in the bedroom.",
+    "Who wrote the novel Pride and Prejudice?",
+    "Lock the front door and turn off the porch light.",
+    "Tell me a short joke.",
+    "How many ounces are in a pound?",
+    "Stop.",
+    "Send a message to Alex saying I will be late.",
+    "What is on my calendar for Friday afternoon?",
+    "Make the lights in the office a bit brighter.",
+    "Cancel my alarm for tomorrow.",
+]
+
+_NUMBERS = {
+    "0": "zero",
+    "1": "one",
+    "2": "two",
+    "3": "three",
+    "4": "four",
+    "5": "five",
+    "6": "six",
+    "7": "seven",
+    "8": "eight",
+    "9": "nine",
+    "10": "ten",
+    "11": "eleven",
+    "12": "twelve",
+    "15": "fifteen",
+    "20": "twenty",
+    "30": "thirty",
+}
+
+
+def wer_words(text: str) -> list[str]:
+    return [_NUMBERS.get(w, w) for w in normalize_text(text).split()]
+
+
+def edit_distance(a: list[str], b: list[str]) -> int:
+    row = list(range(len(b) + 1))
+    for i, word in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, other in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (word != other))
+    return row[-1]
+
+
+def speech_end_s(audio: np.ndarray, window: int = 160) -> float:
+    """Last 10 ms window louder than -40 dBFS: the acoustic end of speech."""
+    frames = audio[: audio.size - audio.size % window].astype(np.float32).reshape(-1, window)
+    loud = np.nonzero(np.sqrt(np.mean(frames**2, axis=1)) > 0.01 * 32768)[0]
+    return float((loud[-1] + 1) * window / RATE) if loud.size else 0.0
+
+
+# ----------------------------------------------------------------------------- corpus
+
+
+def make_corpus(folder: Path) -> None:
+    """Speak COMMANDS with the packaged Piper voice, at varied speeds and sample rates."""
+    from piper import PiperVoice, SynthesisConfig
+
+    from voicefleet.models import piper_voice
+
+    folder.mkdir(parents=True, exist_ok=True)
+    voice = PiperVoice.load(str(piper_voice()))
+    native = voice.config.sample_rate
+    rng = np.random.default_rng(7)
+    for i, text in enumerate(COMMANDS):
+        scale = float(rng.choice([0.85, 0.95, 1.0, 1.1, 1.2]))
+        config = SynthesisConfig(length_scale=scale, noise_scale=0.5, noise_w_scale=0.6)
+        speech = np.concatenate([c.audio_int16_array for c in voice.synthesize(text, syn_config=config)])
+        lead, trail = np.zeros(int(native * rng.uniform(0.4, 0.9)), np.int16), np.zeros(int(native * 1.2), np.int16)
+        audio = np.concatenate([lead, speech, trail])
+        rate = native
+        if i % 2:  # half at 16 kHz, half at Piper's own rate (exercises resampling)
+            import soxr
+
+            audio, rate = soxr.resample(audio, native, RATE).astype(np.int16), RATE
+        path = folder / f"cmd{i:02d}.wav"
+        with wave.open(str(path), "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(rate)
+            out.writeframes(audio.tobytes())
+        path.with_suffix(".txt").write_text(text + "\n")
+    print(f"wrote {len(COMMANDS)} WAV files with transcripts to {folder}")
+
+
+def load_corpus(folder: Path) -> list[tuple[str, np.ndarray, str]]:
+    items = []
+    for wav in sorted(folder.glob("*.wav")):
+        ref = wav.with_suffix(".txt")
+        if ref.exists():
+            items.append((wav.name, read_wav(wav), ref.read_text().strip()))
+    if not items:
+        raise SystemExit(f"no WAV files with a .txt beside them in {folder}")
+    return items
+
+
+# ----------------------------------------------------------------------------- passes
+
+
+def offline_pass(items: list[tuple[str, np.ndarray, str]], models: Models, settings: SttSettings) -> dict:
+    config = TurnConfig.from_settings(settings)
+    language = normalize_language(settings.language)
+    rows, edits, ref_words, stt_s, audio_s, utt_s = [], 0, 0, 0.0, 0.0, 0.0
+    vad_ms, wake_ms = [], []
+    for name, audio, ref in items:
+        result = transcribe_audio(audio, models, config, language)
+        errors = edit_distance(wer_words(result.text), wer_words(ref))
+        edits, ref_words = edits + errors, ref_words + len(wer_words(ref))
+        stt_s += result.stt_s
+        audio_s += result.audio_s
+        utt_s += sum(len(u["segments"]) and (u["end_s"] - u["start_s"]) for u in result.utterances)
+        vad_ms.append(result.vad_ms_per_chunk)
+        rows.append(
+            {"file": name, "ref": ref, "hyp": result.text, "errors": errors, "stt_ms": round(result.stt_s * 1000)}
+        )
+    # Wake word cost: one detector over all the audio in 80 ms frames.
+    detector = models.wake.detector("hey_jarvis")
+    frames = 0
+    started = time.perf_counter()
+    for _, audio, _ in items:
+        for offset in range(0, audio.size - 1279, 1280):
+            detector.score(audio[offset : offset + 1280])
+            frames += 1
+    wake_ms.append(1000 * (time.perf_counter() - started) / max(1, frames))
+    return {
+        "files": len(items),
+        "wer": edits / max(1, ref_words),
+        "stt_rtf": stt_s / max(utt_s, 1e-6),
+        "stt_ms_mean": 1000 * stt_s / len(items),
+        "vad_ms_per_chunk": float(np.mean(vad_ms)),
+        "wake_ms_per_frame": float(np.mean(wake_ms)),
+        "rows": rows,
+    }
+
+
+async def streaming_pass(items: list[tuple[str, np.ndarray, str]], models: Models, settings: SttSettings) -> dict:
+    from vad_stt_worker.worker import SttService
+
+    bus_settings = BusSettings(key_prefix=f"vfbench-{new_id()[:8]}", health_ttl_s=2.0)
+    service = SttService(settings.model_copy(update={"bus": bus_settings}), models=models)
+    runner = asyncio.create_task(service.run())
+    bus = Bus(bus_settings)
+    latencies, eot_lag, seen_lag, edits, ref_words, rows = [], [], [], 0, 0, []
+    try:
+        while not service.ready:  # noqa: ASYNC110 - polls state set elsewhere
+            await asyncio.sleep(0.05)
+        for name, audio, ref in items:
+            row = await _stream_one(bus, audio)
+            if row is None:
+                rows.append({"file": name, "hyp": "", "latency_ms": None})
+                edits += len(wer_words(ref))
+                ref_words += len(wer_words(ref))
+                continue
+            final, speech_end, seen = row
+            latency = final.ts["transcript"] - speech_end
+            latencies.append(latency)
+            eot_lag.append(final.ts["eot"] - speech_end)
+            seen_lag.append(seen - speech_end)
+            errors = edit_distance(wer_words(final.text), wer_words(ref))
+            edits, ref_words = edits + errors, ref_words + len(wer_words(ref))
+            rows.append(
+                {
+                    "file": name,
+                    "hyp": final.text,
+                    "latency_ms": round(latency * 1000),
+                    "eot_ms": round((final.ts["eot"] - speech_end) * 1000),
+                }
+            )
+            print(f"  {name}: {latency * 1000:6.0f} ms  {final.text}", file=sys.stderr)
+    finally:
+        service.stop()
+        await asyncio.wait_for(runner, 15)
+        keys = [k async for k in bus.redis.scan_iter(match=bus.keys.all_keys_pattern())]
+        if keys:
+            await bus.redis.delete(*keys)
+        await bus.close()
+
+    def pct(values: list[float], q: float) -> float | None:
+        return round(float(np.percentile(values, q)) * 1000) if values else None
+
+    return {
+        "wer": edits / max(1, ref_words),
+        "latency_ms_p50": pct(latencies, 50),
+        "latency_ms_p90": pct(latencies, 90),
+        "eot_ms_p50": pct(eot_lag, 50),
+        "client_seen_ms_p50": pct(seen_lag, 50),
+        "client_seen_ms_p90": pct(seen_lag, 90),
+        "missed": sum(r.get("latency_ms") is None for r in rows),
+        "rows": rows,
+    }
+
+
+async def _stream_one(bus: Bus, audio: np.ndarray) -> tuple[TranscriptFinal, float, float] | None:
+    sid = new_id()
+    keys = bus.keys
+    await bus.redis.hset(
+        keys.session(sid),
+        mapping={"user": "bench", "sample_rate": "16000", "wake_word": "", "language": "", "created": str(time.time())},
+    )
+    await bus.redis.expire(keys.session(sid), 600)
+    await bus.redis.zadd(keys.sessions, {sid: time.time()})
+    await bus.redis.publish(keys.sessions_channel, sid)
+    await asyncio.sleep(0.3)  # let the worker claim it, as a real session would be
+    end_s = speech_end_s(audio)
+    started_wall, started = time.time(), time.monotonic()
+    for seq, offset in enumerate(range(0, audio.size, FRAME)):
+        frame = AudioFrame(session_id=sid, seq=seq, audio=audio[offset : offset + FRAME].tobytes())
+        await bus.add(keys.audio(sid), frame, maxlen=AUDIO_MAXLEN)
+        ahead = started + (offset + FRAME) / RATE - time.monotonic()
+        if ahead > 0:
+            await asyncio.sleep(ahead)
+    speech_end = started_wall + end_s
+    final: TranscriptFinal | None = None
+    last: bytes | str = "0"
+    deadline = time.monotonic() + 10
+    while final is None and time.monotonic() < deadline:
+        for entry in await bus.read(keys.out(sid), last, block_ms=200):
+            last = entry.id
+            if isinstance(entry.message, TranscriptFinal):
+                final = entry.message
+    seen = time.time()
+    await bus.redis.zrem(keys.sessions, sid)
+    await bus.add(keys.audio(sid), SessionEnded(session_id=sid, reason="bench"))
+    return None if final is None else (final, speech_end, seen)
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--make-corpus", type=Path, metavar="DIR", help="write the Piper command corpus to DIR")
+    parser.add_argument("--corpus", type=Path, default=RESULTS / "corpus", help="folder of WAV + .txt pairs")
+    parser.add_argument("--no-stream", action="store_true", help="skip the real-time streaming pass")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    if args.make_corpus:
+        make_corpus(args.make_corpus)
+        return 0
+    if not args.corpus.exists():
+        make_corpus(args.corpus)
+    settings = SttSettings()
+    items = load_corpus(args.corpus)
+    loaded = time.perf_counter()
+    models = Models.load(settings)
+    load_s = time.perf_counter() - loaded
+    offline = offline_pass(items, models, settings)
+    streaming = None if args.no_stream else asyncio.run(streaming_pass(items, models, settings))
+    report = {
+        "machine": {
+            "cpus": __import__("os").cpu_count(),
+            "python": platform.python_version(),
+            "processor": platform.processor() or platform.machine(),
+        },
+        "settings": {
+            "model": settings.model or "whisper-base (packaged)",
+            "device": settings.device,
+            "compute_type": settings.compute_type or "auto",
+            "language": settings.language,
+            "eot_silence_ms": settings.eot_silence_ms,
+            "speculate_after_ms": settings.speculate_after_ms,
+        },
+        "model_load_s": round(load_s, 2),
+        "offline": offline,
+        "streaming": streaming,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "stt.json").write_text(json.dumps(report, indent=2))
+    print_table(report)
+    print(f"\nwritten to {RESULTS / 'stt.json'}")
+    return 0
+
+
+def print_table(report: dict) -> None:
+    off, st = report["offline"], report["streaming"] or {}
+    lines = [
+        ("files", f"{off['files']}"),
+        ("word error rate (offline)", f"{off['wer'] * 100:.1f} %"),
+        ("word error rate (streaming)", f"{st['wer'] * 100:.1f} %" if st else "-"),
+        ("STT latency after end of speech p50", f"{st.get('latency_ms_p50')} ms" if st else "-"),
+        ("STT latency after end of speech p90", f"{st.get('latency_ms_p90')} ms" if st else "-"),
+        ("end-of-turn decision after end of speech p50", f"{st.get('eot_ms_p50')} ms" if st else "-"),
+        (
+            "final seen by client after end of speech p50/p90",
+            f"{st.get('client_seen_ms_p50')} / {st.get('client_seen_ms_p90')} ms" if st else "-",
+        ),
+        ("Whisper real-time factor (per utterance)", f"{off['stt_rtf']:.3f}"),
+        ("Whisper time per utterance (mean)", f"{off['stt_ms_mean']:.0f} ms"),
+        ("VAD per 32 ms chunk", f"{off['vad_ms_per_chunk']:.2f} ms"),
+        ("wake word per 80 ms frame", f"{off['wake_ms_per_frame']:.2f} ms"),
+        ("model load + warm-up", f"{report['model_load_s']:.1f} s"),
+    ]
+    width = max(len(k) for k, _ in lines)
+    print(f"\n{'metric':<{width}}  value")
+    print(f"{'-' * width}  {'-' * 14}")
+    for key, value in lines:
+        print(f"{key:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

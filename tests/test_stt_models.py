@@ -1,0 +1,134 @@
+"""The VAD/STT path on real models and real (Piper) speech: wake word, boundaries, words, silence."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+from speech import noise, say, silence
+
+from vad_stt_worker import cli
+from vad_stt_worker.cli import transcribe_audio
+from vad_stt_worker.hallucinations import normalize_text
+from vad_stt_worker.listener import Listener
+from vad_stt_worker.models import Models
+from vad_stt_worker.recognizer import Recognizer
+from vad_stt_worker.settings import SttSettings
+from vad_stt_worker.turn import Final, SpeechEnd, SpeechStart, TurnConfig
+
+pytestmark = pytest.mark.models
+ROOT = Path(__file__).resolve().parent.parent
+RATE = 16000
+
+
+@pytest.fixture(scope="module")
+def models() -> Models:
+    return Models.load(SttSettings(), warm=False)
+
+
+@pytest.fixture(scope="module")
+def config() -> TurnConfig:
+    return TurnConfig.from_settings(SttSettings())
+
+
+def speech_bounds(audio: np.ndarray, window: int = 160) -> tuple[float, float]:
+    """First and last 10 ms window louder than -40 dBFS, in seconds: the "true" speech boundaries."""
+    frames = audio[: audio.size - audio.size % window].astype(np.float32).reshape(-1, window)
+    loud = np.nonzero(np.sqrt(np.mean(frames**2, axis=1)) > 0.01 * 32768)[0]
+    return loud[0] * window / RATE, (loud[-1] + 1) * window / RATE
+
+
+def words(text: str) -> list[str]:
+    return normalize_text(text).split()
+
+
+def test_wake_word_fires_on_it_and_not_on_other_speech(models: Models, config: TurnConfig) -> None:
+    command = say("Hey Jarvis, what's the weather like today?")
+    audio = np.concatenate([silence(0.8), command, silence(1.2)])
+    result = transcribe_audio(audio, models, config, "en", wake_word="hey_jarvis")
+    assert len(result.wakes) == 1, result.wakes
+    start, _ = speech_bounds(audio)
+    assert start < result.wakes[0]["seconds"] < start + 1.5
+    # What follows the wake word is the command, without the wake word.
+    assert words(result.text) == words("what's the weather like today"), result.text
+
+    other = np.concatenate([silence(0.5), say("What's the weather like today? Turn on the lights."), silence(1.0)])
+    quiet = transcribe_audio(other, models, config, "en", wake_word="hey_jarvis")
+    assert quiet.wakes == [] and quiet.utterances == []
+
+
+def test_speech_start_and_stop_within_100_ms(models: Models, config: TurnConfig) -> None:
+    audio = np.concatenate([silence(1.3), say("Please open the garage door."), silence(1.5)])
+    true_start, true_end = speech_bounds(audio)
+    listener = Listener(config, models.wake)
+    actions = listener.feed(audio) + listener.finish()
+    starts = [a for a in actions if isinstance(a, SpeechStart)]
+    stops = [a for a in actions if isinstance(a, SpeechEnd)]
+    assert len(starts) == 1 and len(stops) == 1, actions
+    assert abs(starts[0].position / RATE - true_start) <= 0.1, (starts[0].position / RATE, true_start)
+    assert abs(stops[0].position / RATE - true_end) <= 0.1, (stops[0].position / RATE, true_end)
+    assert stops[0].reason == "silence"
+
+
+def test_known_sentence_with_at_most_one_wrong_word(models: Models, config: TurnConfig) -> None:
+    sentence = "Remind me to water the plants in the garden tomorrow morning."
+    audio = np.concatenate([silence(0.5), say(sentence), silence(1.0)])
+    result = transcribe_audio(audio, models, config, "en")
+    heard, expected = words(result.text), words(sentence)
+    wrong = sum(a != b for a, b in zip(heard, expected, strict=False)) + abs(len(heard) - len(expected))
+    assert wrong <= 1, result.text
+
+
+def test_silence_and_noise_give_no_transcript(models: Models, config: TurnConfig) -> None:
+    for audio in (silence(3.0), noise(3.0, level=0.05), noise(3.0, level=0.3, seed=1)):
+        assert transcribe_audio(audio, models, config, "en").utterances == []
+    # Even if the VAD were fooled, Whisper's own verdict and the filter keep noise out.
+    recognizer = Recognizer(models.engine, models.filter)
+    assert recognizer.recognize(noise(2.0, level=0.05), "en", voiced_ms=2000).text == ""
+
+
+def test_max_length_stops_a_long_utterance(models: Models) -> None:
+    config = TurnConfig(max_utterance_s=2.0)
+    audio = np.concatenate(
+        [silence(0.3), say("This is a long sentence that goes on and on without any pause."), silence(1.0)]
+    )
+    listener = Listener(config, models.wake)
+    actions = listener.feed(audio) + listener.finish()
+    reasons = [a.reason for a in actions if isinstance(a, SpeechEnd)]
+    assert reasons[0] == "max_length"
+    finals = [a for a in actions if isinstance(a, Final)]
+    assert finals[0].audio.size <= (2.0 + config.pre_roll_ms / 1000 + 0.1) * RATE
+
+
+def test_transcribe_command(tmp_path: Path, models: Models, capsys: pytest.CaptureFixture[str]) -> None:
+    """The command line, as a user runs it: a 22.05 kHz stereo file and a wake word."""
+    mono = np.concatenate(
+        [silence(0.6, 22050), say("Hey Jarvis, turn off the radio.", rate=22050), silence(1.0, 22050)]
+    )
+    path = tmp_path / "cmd.wav"
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(2)
+        out.setsampwidth(2)
+        out.setframerate(22050)
+        out.writeframes(np.repeat(mono[:, None], 2, axis=1).astype(np.int16).tobytes())
+    run = subprocess.run(
+        [sys.executable, "-m", "vad_stt_worker", "transcribe", str(path), "--wake-word", "hey_jarvis"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.strip().splitlines()
+    assert lines[0].startswith("wake ") and float(lines[0].split()[1]) > 0.6, run.stdout
+    assert words(" ".join(lines[1:])) == words("turn off the radio"), run.stdout
+    # --json, in process (same code, no second model load)
+    assert cli.run(SttSettings(), path, None, True, None, models=models) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert "radio" in report["text"].lower() and report["timings"]["audio_s"] > 1.5
+    assert report["utterances"][0]["segments"][0]["avg_logprob"] < 0

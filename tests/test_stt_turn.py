@@ -1,0 +1,161 @@
+"""The turn state machine and the text filters: pure logic, fed with made-up probabilities."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vad_stt_worker.hallucinations import HallucinationFilter, normalize_text
+from vad_stt_worker.settings import DEFAULT_BLOCKLIST
+from vad_stt_worker.stt import Segment, Transcript
+from vad_stt_worker.turn import (
+    Action,
+    Asleep,
+    Final,
+    Partial,
+    Speculate,
+    SpeechEnd,
+    SpeechStart,
+    TurnConfig,
+    TurnDetector,
+    WakeDetected,
+)
+from vad_stt_worker.wake import normalize_name, strip_wake_word
+
+CHUNK = 512
+LOUD = np.full(CHUNK, 8000, dtype=np.int16)  # about -12 dBFS
+QUIET = np.full(CHUNK, 800, dtype=np.int16)  # about -32 dBFS
+
+
+def feed(det: TurnDetector, probs: list[float], chunk: np.ndarray = QUIET) -> list[Action]:
+    actions: list[Action] = []
+    for p in probs:
+        actions += det.on_chunk(chunk, p)
+    return actions
+
+
+def chunks(ms: float) -> int:
+    return round(ms / 32)
+
+
+def of(actions: list[Action], kind: type) -> list:
+    return [a for a in actions if isinstance(a, kind)]
+
+
+def test_speech_start_stop_and_speculation_share_the_audio() -> None:
+    det = TurnDetector(TurnConfig(partial_interval_ms=0))
+    actions = feed(det, [0.0] * 20 + [0.9] * chunks(1000) + [0.05] * chunks(600))
+    (start,) = of(actions, SpeechStart)
+    assert start.position == 20 * CHUNK  # the onset, not the moment it was confirmed
+    (spec,) = of(actions, Speculate)
+    (stop,) = of(actions, SpeechEnd)
+    (final,) = of(actions, Final)
+    assert stop.position == (20 + chunks(1000)) * CHUNK and stop.reason == "silence"
+    assert final.speculated and np.array_equal(final.audio, spec.audio)
+    # pre-roll before the onset, a little silence after the end
+    assert final.audio.size == chunks(1000) * CHUNK + 300 * 16 + 160 * 16
+    assert kinds(actions) == ["SpeechStart", "Speculate", "SpeechEnd", "Final"]
+
+
+def kinds(actions: list[Action]) -> list[str]:
+    return [type(a).__name__ for a in actions]
+
+
+def test_resumed_speech_discards_the_speculation() -> None:
+    det = TurnDetector(TurnConfig(partial_interval_ms=0))
+    actions = feed(det, [0.9] * 20 + [0.05] * chunks(250) + [0.9] * 20 + [0.05] * chunks(600))
+    assert kinds(actions) == ["SpeechStart", "Speculate", "Discard", "Speculate", "SpeechEnd", "Final"]
+    assert of(actions, Final)[0].speculated
+
+
+def test_short_blips_and_hysteresis() -> None:
+    det = TurnDetector(TurnConfig())
+    assert of(feed(det, [0.0, 0.9, 0.9, 0.0, 0.0, 0.0, 0.0, 0.0]), SpeechStart) == []  # 64 ms < min speech
+    det = TurnDetector(TurnConfig(partial_interval_ms=0))
+    # Probabilities between the two thresholds keep an utterance going.
+    actions = feed(det, [0.9] * 10 + [0.4] * 30 + [0.1] * 20)
+    assert of(actions, SpeechEnd)[0].position == 40 * CHUNK
+
+
+def test_partials_about_every_second() -> None:
+    det = TurnDetector(TurnConfig(partial_interval_ms=1000))
+    actions = feed(det, [0.9] * chunks(3500))
+    partials = of(actions, Partial)
+    assert len(partials) == 3
+    assert all(p.audio.size > 0 for p in partials)
+
+
+def test_max_length_cuts_the_utterance() -> None:
+    det = TurnDetector(TurnConfig(max_utterance_s=2.0, partial_interval_ms=0))
+    actions = feed(det, [0.9] * chunks(5000))
+    stops = of(actions, SpeechEnd)
+    assert stops[0].reason == "max_length"
+    assert abs(stops[0].position - 2.0 * 16000) <= CHUNK
+    assert len(of(actions, SpeechStart)) == 3  # still talking: new utterances follow
+
+
+def test_wake_word_gates_then_follow_up_window_closes_after_silence() -> None:
+    cfg = TurnConfig(follow_up_s=2.0, wake_cooldown_s=1.0, partial_interval_ms=0)
+    det = TurnDetector(cfg, wake_word="hey_jarvis")
+    assert of(feed(det, [0.9] * 30 + [0.0] * 30), SpeechStart) == []  # no wake word: not heard
+    feed(det, [0.9] * 10)
+    woke = det.on_wake_score("hey_jarvis", 0.95, det.position)
+    assert of(woke, WakeDetected)[0].score == 0.95
+    assert det.on_wake_score("hey_jarvis", 0.99, det.position + CHUNK) == []  # cooldown
+    assert det.on_wake_score("alexa", 0.99, det.position + 99 * CHUNK) == []  # not this session's word
+    wake_at = det.position
+    actions = feed(det, [0.9] * 20 + [0.0] * 20)
+    (start,) = of(actions, SpeechStart)
+    assert start.position >= wake_at
+    assert of(actions, Final)[0].audio.size <= det.position - wake_at  # nothing before the wake word
+    # A follow-up question within the window needs no wake word.
+    assert of(feed(det, [0.9] * 20 + [0.0] * 20), SpeechStart)
+    # Then 2 s of silence close the window.
+    assert of(feed(det, [0.0] * chunks(2100)), Asleep)
+    assert of(feed(det, [0.9] * 30), SpeechStart) == []
+
+
+def test_echo_alone_never_starts_speech_but_louder_user_speech_does() -> None:
+    det = TurnDetector(TurnConfig(partial_interval_ms=0, echo_warmup_ms=300))
+    det.set_playback(True)
+    # The assistant's voice at the microphone: speech-like, at its own level.
+    assert of(feed(det, [0.99] * chunks(3000), QUIET), SpeechStart) == []
+    # The user, louder than the echo, with gaps between syllables.
+    pattern = ([0.99] * 3 + [0.99] * 2) * 4
+    loudness = ([LOUD] * 3 + [QUIET] * 2) * 4
+    actions: list[Action] = []
+    for p, c in zip(pattern, loudness, strict=True):
+        actions += det.on_chunk(c, p)
+    (start,) = of(actions, SpeechStart)
+    assert start.over_playback
+
+
+def test_echo_guard_needs_to_hear_the_echo_first() -> None:
+    det = TurnDetector(TurnConfig(partial_interval_ms=0, echo_warmup_ms=500))
+    det.set_playback(True)
+    # The reply starts loud right away: not taken for the user.
+    assert of(feed(det, [0.99] * chunks(400), LOUD), SpeechStart) == []
+    det.set_playback(False)
+    # After playback and its echo tail, normal rules again.
+    feed(det, [0.0] * chunks(400))
+    assert of(feed(det, [0.9] * 10, QUIET), SpeechStart)
+
+
+def test_hallucination_filter() -> None:
+    f = HallucinationFilter.create(DEFAULT_BLOCKLIST)
+    sure = Segment(" Turn on the lights.", no_speech_prob=0.01, avg_logprob=-0.2)
+    assert f.clean(Transcript([sure]), voiced_ms=900) == "Turn on the lights."
+    assert f.clean(Transcript([sure]), voiced_ms=100) == ""  # too little voice
+    assert f.clean(Transcript([Segment(" Thank you.", 0.3, -0.7)]), voiced_ms=300) == ""
+    assert f.clean(Transcript([Segment(" you", 0.1, -0.9)]), voiced_ms=600) == ""
+    assert f.clean(Transcript([Segment(" Thank you.", 0.02, -0.15)]), voiced_ms=700) == "Thank you."
+    assert f.clean(Transcript([Segment(" Hello there.", 0.9, -1.2)]), voiced_ms=900) == ""  # not speech
+    assert f.clean(Transcript([Segment(" la la la la", 0.0, -0.2, compression_ratio=3.0)]), 900) == ""
+
+
+def test_text_helpers() -> None:
+    assert normalize_text("Hey, what's THE weather?!") == "hey what's the weather"
+    assert normalize_name("Hey Jarvis") == "hey_jarvis" and normalize_name("") is None
+    assert strip_wake_word("Jarvis, what time is it?", "hey_jarvis") == "What time is it?"
+    assert strip_wake_word("Hey Jarvis what time is it?", "hey_jarvis") == "What time is it?"
+    assert strip_wake_word("What time is it?", "hey_jarvis") == "What time is it?"
+    assert strip_wake_word("Alexa, stop.", None) == "Alexa, stop."

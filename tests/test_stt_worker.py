@@ -1,0 +1,157 @@
+"""The STT service against the real Redis and the real models: sessions, turns, wake word, barge-in."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import numpy as np
+import pytest
+from speech import say, silence
+from stt_client import FakeGatewaySession
+
+from vad_stt_worker.hallucinations import normalize_text
+from vad_stt_worker.models import Models
+from vad_stt_worker.settings import SttSettings
+from vad_stt_worker.worker import SttService
+from voicefleet.bus import Bus
+from voicefleet.messages import (
+    Configure,
+    PlaybackFinished,
+    PlaybackStarted,
+    TranscriptFinal,
+    TurnRequest,
+)
+from voicefleet.settings import BusSettings
+
+pytestmark = pytest.mark.models
+
+
+@pytest.fixture(scope="module")
+def models() -> Models:
+    return Models.load(SttSettings(), warm=False)
+
+
+@pytest.fixture
+async def service(bus_settings: BusSettings, models: Models) -> AsyncIterator[SttService]:
+    svc = SttService(SttSettings(bus=bus_settings, scan_interval_s=0.3), models=models)
+    runner = asyncio.create_task(svc.run())
+    async with asyncio.timeout(30):
+        while not svc.ready:  # noqa: ASYNC110 - polls state set elsewhere
+            await asyncio.sleep(0.05)
+    yield svc
+    svc.stop()
+    await asyncio.wait_for(runner, 15)
+
+
+def word_errors(heard: str, expected: str) -> int:
+    a, b = normalize_text(heard).split(), normalize_text(expected).split()
+    # Levenshtein distance over words
+    row = list(range(len(b) + 1))
+    for i, word in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, other in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (word != other))
+    return row[-1]
+
+
+def is_final(msg: object) -> bool:
+    return isinstance(msg, TranscriptFinal)
+
+
+async def test_a_spoken_command_becomes_a_turn(bus: Bus, service: SttService) -> None:
+    session = FakeGatewaySession(bus, user="alice")
+    await session.open()
+    sentence = (
+        "Turn on the kitchen lights, close the blinds in the bedroom, and play some quiet music in the living room."
+    )
+    # Real-time pacing, as from a microphone: partial transcripts come while speaking.
+    await session.stream(np.concatenate([silence(0.5), say(sentence), silence(0.8)]), realtime=True)
+    final = await session.wait_for(is_final, within=20)
+    assert isinstance(final, TranscriptFinal)
+    assert word_errors(final.text, sentence) <= 2, final.text
+    kinds = [m.type for m in session.events]
+    assert kinds.index("speech_started") < kinds.index("speech_stopped") < kinds.index("transcript_final")
+    assert "transcript_partial" in kinds[: kinds.index("transcript_final")]
+    started = session.of_type("speech_started")[0]
+    assert 300 <= started.audio_ms <= 700  # speech begins 0.5 s in
+    # The turn goes to the orchestrator with the session's user and the stage times.
+    entries = await bus.read(bus.keys.turns, "0", block_ms=3000)
+    turns = [e.message for e in entries]
+    assert len(turns) == 1 and isinstance(turns[0], TurnRequest)
+    turn = turns[0]
+    assert (turn.turn_id, turn.text, turn.user, turn.source) == (final.turn_id, final.text, "alice", "voice")
+    assert turn.ts["speech_end"] <= turn.ts["eot"] <= turn.ts["transcript"] + 1.0
+    assert (await bus.redis.get(bus.keys.current_turn(session.sid))).decode() == final.turn_id
+    assert await bus.redis.get(bus.keys.owner(session.sid, "stt")) == service.instance.encode()
+    # The session ends: the worker lets it go.
+    await session.close()
+    async with asyncio.timeout(5):
+        while await bus.redis.exists(bus.keys.owner(session.sid, "stt")):  # noqa: ASYNC110 - polls state set elsewhere
+            await asyncio.sleep(0.05)
+    assert session.sid not in service.sessions
+
+
+async def test_wake_word_gates_and_follow_up_window_keeps_listening(bus: Bus, service: SttService) -> None:
+    session = FakeGatewaySession(bus, wake_word="hey_jarvis")
+    await session.open()
+    await session.stream(np.concatenate([silence(0.3), say("What time is it?"), silence(0.8)]))
+    await session.stream(np.concatenate([say("Hey Jarvis, what time is it?"), silence(0.8)]))
+    final = await session.wait_for(is_final, within=20)
+    assert normalize_text(final.text) == "what time is it"
+    wakes = session.of_type("wake")
+    assert len(wakes) == 1 and wakes[0].word == "hey_jarvis"
+    assert len(session.of_type("speech_started")) == 1  # the first question was not heard
+    # Within the follow-up window, no wake word is needed.
+    await session.stream(np.concatenate([say("And tomorrow?"), silence(0.8)]))
+    second = await session.wait_for(lambda m: is_final(m) and m is not final, within=20)
+    assert "tomorrow" in second.text.lower()
+    # Configure switches to always listening... and back to a wake word.
+    await session.send(Configure(wake_word="alexa"))
+    await session.stream(np.concatenate([silence(0.5), say("Hey Jarvis, stop."), silence(0.8)]))
+    await session.drain(1.5)
+    assert len(session.of_type("transcript_final")) == 2  # alexa is needed now
+    await session.send(Configure(listen_always=True))
+    await session.stream(np.concatenate([say("Good night."), silence(0.8)]))
+    third = await session.wait_for(lambda m: is_final(m) and "night" in m.text.lower(), within=20)
+    assert third is not None
+
+
+async def test_own_voice_does_not_barge_in_but_the_user_does(bus: Bus, service: SttService) -> None:
+    session = FakeGatewaySession(bus)
+    await session.open()
+    await bus.redis.set(bus.keys.current_turn(session.sid), "turn-1")
+    reply = say(
+        "Sure. The forecast for tomorrow is sunny with a high of twenty two degrees, "
+        "and a light breeze from the west in the afternoon."
+    )
+    echo = (reply * 0.3).astype(np.int16)  # the speaker's sound at the microphone, quieter
+    await session.stream(silence(0.5))
+    await session.send(PlaybackStarted())
+    await session.stream(echo[: echo.size // 2])
+    await session.send(PlaybackFinished())  # a pause between sentences: echo tail
+    await session.stream(silence(0.2))
+    await session.send(PlaybackStarted())
+    await session.stream(echo[echo.size // 2 :])
+    await session.send(PlaybackFinished())
+    await session.stream(silence(1.0))
+    await session.drain(2.0)
+    assert not await bus.is_cancelled(session.sid, "turn-1")
+    assert session.of_type("speech_started") == [] and session.of_type("transcript_final") == []
+
+    # Now the user talks over the reply.
+    await session.send(PlaybackStarted())
+    user = say("Stop, that's enough.")
+    mixed = echo.astype(np.int32)
+    start = 16000  # one second into the reply
+    mixed[start : start + user.size] += user
+    await session.stream(np.clip(mixed, -32768, 32767).astype(np.int16))
+    await session.send(PlaybackFinished())
+    await session.stream(silence(1.0))
+    async with asyncio.timeout(10):
+        while not await bus.is_cancelled(session.sid, "turn-1"):  # noqa: ASYNC110 - polls state set elsewhere
+            await asyncio.sleep(0.05)
+    started = await session.wait_for(lambda m: m.type == "speech_started", within=5)
+    # The barge-in starts where the user did (echo audio sent before it: 0.5 s + reply + 1.2 s).
+    user_ms = (0.5 + 0.2 + 1.0) * 1000 + echo.size / 16 + 1000
+    assert abs(started.audio_ms - user_ms) < 400, (started.audio_ms, user_ms)

@@ -1,0 +1,1 @@
+"""The VAD/STT worker: wake word, speech start/stop and transcripts for each session's audio."""

@@ -1,0 +1,59 @@
+"""Tell the user's voice from the assistant's own voice coming back through the microphone.
+
+Without acoustic echo cancellation the microphone hears the reply. While the
+client plays audio (and for a short tail after), speech must pass a stricter
+test to count: a higher Silero probability, a longer run, and a level clearly
+above the echo's. The echo's level is learned from the microphone itself
+during playback: a high percentile of the chunk levels of the last few
+seconds, leaving out chunks that already count as the user's speech. A
+person talking over the reply is louder than the reply's echo at the
+microphone (they are closer to it than the speaker is); the echo is not
+louder than itself.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from .audio import FLOOR_DB
+
+
+class EchoGuard:
+    """Learns the echo level during playback and judges chunks against it."""
+
+    def __init__(
+        self,
+        vad_threshold: float = 0.85,
+        margin_db: float = 6.0,
+        warmup_chunks: int = 16,
+        window_chunks: int = 125,  # 4 s of 32 ms chunks
+        percentile: float = 95.0,
+    ) -> None:
+        self.vad_threshold = vad_threshold
+        self.margin_db = margin_db
+        self.warmup_chunks = warmup_chunks
+        self.percentile = percentile
+        self._levels: deque[float] = deque(maxlen=window_chunks)
+        self._heard = 0  # playback chunks heard in this session (the echo path stays the same)
+
+    @property
+    def ready(self) -> bool:
+        """Enough playback heard to know how loud the echo is."""
+        return self._heard >= self.warmup_chunks
+
+    @property
+    def echo_db(self) -> float:
+        if not self._levels:
+            return FLOOR_DB
+        return float(np.percentile(np.fromiter(self._levels, dtype=np.float32), self.percentile))
+
+    def is_user(self, probability: float, level: float) -> bool:
+        """Does this chunk sound like the user speaking over the reply?"""
+        return self.ready and probability >= self.vad_threshold and level >= self.echo_db + self.margin_db
+
+    def observe(self, level: float) -> None:
+        """Learn from a playback chunk that did not count as the user's speech."""
+        self._levels.append(level)
+        self._heard += 1

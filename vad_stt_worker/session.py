@@ -1,0 +1,384 @@
+"""One owned session: read its audio stream, analyse it, emit events, produce turns.
+
+The runner reads the session's capped audio stream in batches, analyses each
+batch in a worker thread (VAD + wake word are a few ms per 80 ms), and acts
+on what the :class:`~vad_stt_worker.turn.TurnDetector` decided: events go to
+the client at once, transcriptions go to the process's single Whisper thread
+and are awaited in tasks of their own, so the reader never waits on Whisper.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Coroutine
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from voicefleet import metrics
+from voicefleet.bus import REDIS_DOWN, SESSION_TTL_S, Backoff, Bus, Entry
+from voicefleet.messages import (
+    AudioFrame,
+    Configure,
+    PlaybackFinished,
+    PlaybackStarted,
+    SessionEnded,
+    SpeechStarted,
+    SpeechStopped,
+    TranscriptFinal,
+    TranscriptPartial,
+    TurnRequest,
+    Wake,
+    new_id,
+)
+
+from .audio import SAMPLE_RATE, from_bytes, resample
+from .listener import Listener
+from .recognizer import Job, Recognition, Transcriber
+from .settings import SttSettings
+from .stt import normalize_language
+from .turn import (
+    Action,
+    Asleep,
+    Discard,
+    Final,
+    Partial,
+    Speculate,
+    SpeechEnd,
+    SpeechStart,
+    TurnConfig,
+    WakeDetected,
+)
+from .wake import WakeModels, normalize_name
+
+log = logging.getLogger(__name__)
+
+LOST_MESSAGE = (
+    "The speech recognizer handling this conversation stopped and another one took over; "
+    "anything you were saying just then was lost, so please say it again."
+)
+
+
+@dataclass
+class WorkerContext:
+    """What every session of one worker process shares."""
+
+    bus: Bus
+    settings: SttSettings
+    config: TurnConfig
+    wake_models: WakeModels
+    transcriber: Transcriber
+    analysis: Executor
+    instance: str
+
+
+@dataclass
+class StartPoint:
+    """Where a new owner starts reading, and whether it took over from a dead worker."""
+
+    entry_id: bytes = b"0-0"
+    position: int = 0  # samples of session audio before entry_id
+    takeover: bool = False
+
+
+class SessionRunner:
+    """Processes one session's audio while this process holds its lease."""
+
+    def __init__(self, ctx: WorkerContext, session_id: str, info: dict[str, str], start: StartPoint) -> None:
+        self.ctx = ctx
+        self.sid = session_id
+        self.user = info.get("user", "")
+        self.language = normalize_language(info.get("language") or ctx.settings.language)
+        self.start = start
+        self.last_id: bytes = start.entry_id
+        self.ended = False
+        self._fed = 0  # samples handed to the listener
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.listener = Listener(ctx.config, ctx.wake_models, None)
+        self._apply_wake_word(info.get("wake_word", ""), report=False)
+        self._speculation: tuple[int, Job] | None = None
+        self._last_final: asyncio.Task[Any] | None = None
+        self._open_utterance = 0  # utterance now being spoken (0: none)
+        self._turn_sent_at: float | None = None  # monotonic time of our last TurnRequest
+        self._reply_audible = False  # playback started since that turn
+
+    # ------------------------------------------------------------------ run
+    @property
+    def position_marker(self) -> str:
+        """``"<last entry id> <samples>"``: lets a new owner know the audio position."""
+        return f"{self.last_id.decode()} {self.start.position + self._fed}"
+
+    async def run(self) -> None:
+        log.info(
+            "session claimed (%s)",
+            "takeover" if self.start.takeover else "start",
+            extra={"session": self.sid},
+        )
+        if self.start.takeover:
+            await self.ctx.bus.emit_error(self.sid, "stt_worker_lost", LOST_MESSAGE)
+        backoff = Backoff()
+        try:
+            while not self.ended:
+                try:
+                    entries = await self.ctx.bus.read(
+                        self.ctx.bus.keys.audio(self.sid), self.last_id, block_ms=1000, count=500
+                    )
+                    backoff.reset()
+                except REDIS_DOWN as exc:
+                    log.warning("audio stream unreadable (%s); retrying", exc, extra={"session": self.sid})
+                    await backoff.wait()
+                    continue
+                if entries:
+                    await self._process(entries, time.time())
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _process(self, entries: list[Entry], read_at: float) -> None:
+        audio: list[np.ndarray] = []
+        for entry in entries:
+            msg = entry.message
+            if isinstance(msg, AudioFrame):
+                pcm = from_bytes(msg.audio)
+                audio.append(pcm if msg.sample_rate == SAMPLE_RATE else resample(pcm, msg.sample_rate))
+                self.last_id = entry.id
+                continue
+            if audio:  # control messages apply at their place in the audio
+                await self._analyse(audio, read_at)
+                audio = []
+            self.last_id = entry.id
+            if msg is None:
+                metrics.BAD_MESSAGES.labels("stt").inc()
+                log.warning("bad entry on audio stream: %s", entry.error, extra={"session": self.sid})
+            elif isinstance(msg, PlaybackStarted):
+                self.listener.set_playback(True)
+                self._reply_audible = True
+            elif isinstance(msg, PlaybackFinished):
+                self.listener.set_playback(False)
+            elif isinstance(msg, Configure):
+                self._configure(msg)
+            elif isinstance(msg, SessionEnded):
+                log.info("session ended (%s)", msg.reason or "closed", extra={"session": self.sid})
+                self.ended = True
+                return
+        if audio:
+            await self._analyse(audio, read_at)
+
+    async def _analyse(self, parts: list[np.ndarray], read_at: float) -> None:
+        samples = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        loop = asyncio.get_running_loop()
+        self._fed += samples.size
+        try:
+            actions = await loop.run_in_executor(self.ctx.analysis, self.listener.feed, samples)
+        except Exception:  # a model failing on one batch must not end the session
+            log.exception("audio analysis failed; skipping %d samples", samples.size, extra={"session": self.sid})
+            return
+        for action in actions:
+            await self._act(action, read_at)
+
+    # ---------------------------------------------------------------- actions
+    def _audio_ms(self, position: int) -> float:
+        return round((self.start.position + position) * 1000 / SAMPLE_RATE, 1)
+
+    def _wall_time(self, position: int, read_at: float) -> float:
+        """Wall time at which input sample ``position`` was spoken (audio arrives in real time)."""
+        return read_at - (self.listener.position - position) / SAMPLE_RATE
+
+    async def _act(self, action: Action, read_at: float) -> None:
+        bus, sid = self.ctx.bus, self.sid
+        if isinstance(action, WakeDetected):
+            log.info("wake word %s (%.2f)", action.word, action.score, extra={"session": sid})
+            await bus.emit(Wake(session_id=sid, word=action.word, score=round(action.score, 3)))
+        elif isinstance(action, SpeechStart):
+            self._open_utterance = action.utterance
+            await bus.emit(
+                SpeechStarted(session_id=sid, seq=action.utterance, audio_ms=self._audio_ms(action.position))
+            )
+            if action.over_playback or self._turn_in_progress():
+                await self._barge_in()
+        elif isinstance(action, SpeechEnd):
+            self._open_utterance = 0
+            await bus.emit(
+                SpeechStopped(
+                    session_id=sid,
+                    seq=action.utterance,
+                    audio_ms=self._audio_ms(action.position),
+                    reason=action.reason,
+                )
+            )
+        elif isinstance(action, Partial):
+            job = self.ctx.transcriber.try_partial(
+                action.audio,
+                self.language,
+                1e9,
+                self.listener.wake_word,
+                budget_s=self.ctx.settings.partial_interval_ms / 1000,
+            )
+            if job is not None:
+                self._own(self._partial(action.utterance, job.future))
+        elif isinstance(action, Speculate):
+            self._drop_speculation()
+            self._speculation = (action.utterance, self._submit(action.audio, 1e9))
+        elif isinstance(action, Discard):
+            self._drop_speculation()
+        elif isinstance(action, Final):
+            self._final(action, read_at)
+        elif isinstance(action, Asleep):
+            log.info("follow-up window closed; waiting for the wake word", extra={"session": sid})
+
+    def _submit(self, audio: np.ndarray, voiced_ms: float) -> Job:
+        return self.ctx.transcriber.submit(audio, self.language, voiced_ms, self.listener.wake_word)
+
+    def _drop_speculation(self) -> None:
+        """Speech resumed: drop the speculative job if it has not started; else show it as a partial."""
+        if self._speculation is not None:
+            utterance, job = self._speculation
+            self._speculation = None
+            if not job.drop():
+                self._own(self._partial(utterance, job.future))
+
+    def _final(self, action: Final, read_at: float) -> None:
+        ts = {"speech_end": self._wall_time(action.speech_end, read_at), "eot": time.time()}
+        spec, self._speculation = self._speculation, None
+        if not self.ctx.transcriber.recognizer.hallucinations.worth_transcribing(action.voiced_ms):
+            if spec is not None:
+                spec[1].drop()
+            log.info(
+                "utterance %d too short to transcribe (%.0f ms voiced)",
+                action.utterance,
+                action.voiced_ms,
+                extra={"session": self.sid},
+            )
+            return
+        if spec is not None and spec[0] == action.utterance and action.speculated:
+            future = spec[1].future  # same audio, already running or done
+        else:
+            if spec is not None:
+                spec[1].drop()
+            future = self._submit(action.audio, action.voiced_ms).future
+        previous, self._last_final = self._last_final, None
+        self._last_final = self._own(self._finish(action, future, ts, previous))
+
+    async def _finish(
+        self,
+        action: Final,
+        future: asyncio.Future[Recognition],
+        ts: dict[str, float],
+        previous: asyncio.Task[Any] | None,
+    ) -> None:
+        if previous is not None:  # finals go out in the order they were spoken
+            with contextlib.suppress(Exception):
+                await previous
+        try:
+            rec = await future
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("transcription failed", extra={"session": self.sid})
+            await self.ctx.bus.emit_error(self.sid, "stt_failed", "Your words could not be transcribed.")
+            return
+        latency_ms = round((rec.finished_at - ts["speech_end"]) * 1000)
+        log.debug(
+            "utterance %d: whisper %.0f ms, ready %.0f ms after the end-of-turn decision (%s)",
+            action.utterance,
+            rec.transcript.elapsed_s * 1000,
+            (rec.finished_at - ts["eot"]) * 1000,
+            "speculative" if action.speculated else "not speculative",
+            extra={"session": self.sid},
+        )
+        if not rec.text:
+            log.info(
+                "nothing said in utterance %d (heard %r)",
+                action.utterance,
+                rec.transcript.text,
+                extra={"session": self.sid, "ms": latency_ms},
+            )
+            return
+        ts["transcript"] = rec.finished_at
+        turn_id = new_id()
+        bus = self.ctx.bus
+        await bus.redis.set(bus.keys.current_turn(self.sid), turn_id, ex=SESSION_TTL_S)
+        await bus.emit(
+            TranscriptFinal(
+                session_id=self.sid,
+                turn_id=turn_id,
+                seq=action.utterance,
+                text=rec.text,
+                language=rec.transcript.language,
+                ts=dict(ts),
+            )
+        )
+        await bus.enqueue(
+            bus.keys.turns,
+            TurnRequest(
+                session_id=self.sid, turn_id=turn_id, user=self.user, text=rec.text, source="voice", ts=dict(ts)
+            ),
+        )
+        self._turn_sent_at, self._reply_audible = time.monotonic(), False
+        metrics.TURNS.labels("stt", "voice").inc()
+        metrics.STAGE_LATENCY.labels("transcript").observe(max(0.0, rec.finished_at - ts["speech_end"]))
+        log.info("final transcript: %r", rec.text, extra={"session": self.sid, "turn": turn_id, "ms": latency_ms})
+
+    async def _partial(self, utterance: int, future: asyncio.Future[Recognition]) -> None:
+        rec = await future
+        log.debug("partial %d: %r (open: %d)", utterance, rec.text, self._open_utterance, extra={"session": self.sid})
+        # A partial that lands after its utterance ended would flash stale text over the final.
+        if rec.text and self._open_utterance == utterance:
+            await self.ctx.bus.emit(TranscriptPartial(session_id=self.sid, seq=utterance, text=rec.text))
+
+    # --------------------------------------------------------------- barge-in
+    def _turn_in_progress(self) -> bool:
+        """Our last turn is still being answered and its reply has not been heard yet."""
+        if self._turn_sent_at is None or self._reply_audible:
+            return False
+        return time.monotonic() - self._turn_sent_at < self.ctx.settings.turn_busy_s
+
+    async def _barge_in(self) -> None:
+        bus = self.ctx.bus
+        current = await bus.redis.get(bus.keys.current_turn(self.sid))
+        self._turn_sent_at = None
+        if not current:
+            return
+        turn_id = current.decode() if isinstance(current, bytes) else str(current)
+        await bus.cancel(self.sid, turn_id, "barge_in")
+        log.info("barge-in: cancelled the turn", extra={"session": self.sid, "turn": turn_id})
+
+    # --------------------------------------------------------------- settings
+    def _configure(self, msg: Configure) -> None:
+        if msg.listen_always:
+            self._apply_wake_word("")
+        elif msg.wake_word is not None:
+            self._apply_wake_word(msg.wake_word)
+
+    def _apply_wake_word(self, name: str | None, report: bool = True) -> None:
+        word = normalize_name(name)
+        if word is not None and word not in self.ctx.wake_models.words:
+            fallback = self.ctx.settings.fallback_wake_word
+            text = (
+                f"Unknown wake word {name!r}; available: {', '.join(self.ctx.wake_models.words)}. "
+                f"Listening for {fallback} instead."
+            )
+            log.warning(text, extra={"session": self.sid})
+            self._own(self.ctx.bus.emit_error(self.sid, "unknown_wake_word", text))
+            word = fallback if fallback in self.ctx.wake_models.words else None
+        self.listener.set_wake_word(word)
+        if report:
+            log.info("wake word: %s", word or "none (always listening)", extra={"session": self.sid})
+
+    # ------------------------------------------------------------------ tasks
+    def _own(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("session task failed", exc_info=task.exception(), extra={"session": self.sid})

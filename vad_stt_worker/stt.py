@@ -1,0 +1,132 @@
+"""Speech to text: a small engine interface and its faster-whisper implementation."""
+
+from __future__ import annotations
+
+import abc
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from voicefleet.models import whisper_base_dir
+
+from .settings import SttSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Segment:
+    """One decoded segment with the confidence figures the hallucination filter needs."""
+
+    text: str
+    no_speech_prob: float = 0.0
+    avg_logprob: float = 0.0
+    compression_ratio: float = 1.0
+
+
+@dataclass
+class Transcript:
+    """What the engine heard in one utterance."""
+
+    segments: list[Segment] = field(default_factory=list)
+    language: str | None = None
+    audio_s: float = 0.0
+    elapsed_s: float = 0.0  # inference time
+
+    @property
+    def text(self) -> str:
+        return " ".join(s.text.strip() for s in self.segments if s.text.strip())
+
+
+class SttEngine(abc.ABC):
+    """Transcribes one utterance; implementations must be safe to call from one worker thread."""
+
+    name = "stt"
+
+    @abc.abstractmethod
+    def transcribe(self, audio: np.ndarray, language: str | None) -> Transcript:
+        """``audio``: float32 mono 16 kHz in [-1, 1]; ``language`` None = detect."""
+
+    def warm(self) -> None:
+        """Run once on silence so the first real request is not the slow one."""
+        self.transcribe(np.zeros(16000, dtype=np.float32), "en")
+
+
+class WhisperEngine(SttEngine):
+    """faster-whisper (CTranslate2) with fast, deterministic decoding options."""
+
+    name = "faster-whisper"
+
+    def __init__(self, model: str, device: str = "cpu", compute_type: str = "", cpu_threads: int = 0) -> None:
+        from faster_whisper import WhisperModel  # heavy import, only where the engine is built
+
+        if device == "auto":
+            device = "cuda" if _cuda_available() else "cpu"
+        compute_type = compute_type or ("int8" if device == "cpu" else "float16")
+        self.description = f"{model} on {device} ({compute_type})"
+        try:
+            self._model = WhisperModel(
+                model,
+                device=device,
+                compute_type=compute_type,
+                cpu_threads=cpu_threads or (os.cpu_count() or 1),
+                num_workers=1,
+            )
+        except Exception as exc:  # hub unreachable, bad folder, missing CUDA...
+            raise RuntimeError(
+                f"could not load the Whisper model {model!r} on {device} ({exc}); set VF_STT_MODEL "
+                f"to a CTranslate2 Whisper folder, or leave it empty for the packaged Whisper base"
+            ) from exc
+
+    @classmethod
+    def from_settings(cls, settings: SttSettings) -> WhisperEngine:
+        return cls(resolve_model(settings.model), settings.device, settings.compute_type, settings.cpu_threads)
+
+    def transcribe(self, audio: np.ndarray, language: str | None) -> Transcript:
+        started = time.perf_counter()
+        segments, info = self._model.transcribe(
+            audio,
+            language=language,
+            beam_size=1,
+            best_of=1,
+            temperature=0.0,  # one greedy pass, no fallback re-decoding
+            without_timestamps=True,
+            condition_on_previous_text=False,
+            vad_filter=False,  # we gate with Silero ourselves
+            word_timestamps=False,
+        )
+        result = Transcript(
+            segments=[Segment(s.text, s.no_speech_prob, s.avg_logprob, s.compression_ratio) for s in segments],
+            language=info.language,
+            audio_s=audio.size / 16000,
+        )
+        result.elapsed_s = time.perf_counter() - started
+        return result
+
+
+def resolve_model(model: str) -> str:
+    """'' -> the packaged Whisper base folder; a folder stays a folder; anything else is a size name."""
+    if not model:
+        return str(whisper_base_dir())
+    path = Path(model).expanduser()
+    return str(path) if path.exists() else model
+
+
+def normalize_language(language: str | None) -> str | None:
+    """'' and 'auto' mean detect (None)."""
+    if not language or language.strip().lower() == "auto":
+        return None
+    return language.strip().lower()
+
+
+def _cuda_available() -> bool:
+    try:
+        import ctranslate2
+
+        return bool(ctranslate2.get_cuda_device_count())
+    except Exception:
+        return False
