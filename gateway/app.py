@@ -42,11 +42,15 @@ class Fleet:
         self.instance = instance_name("gateway")
         self.started = time.time()
 
-    async def voices(self) -> list[str]:
+    async def offered(self, field: str, service: str) -> list[str]:
+        """What the live workers of ``service`` offer (voices, wake words), from their health."""
         with contextlib.suppress(*REDIS_DOWN):
             health = await self.bus.health()
-            return sorted({v for status in health.get("tts", []) for v in status.get("voices", [])})
+            return sorted({v for status in health.get(service, []) for v in status.get(field, [])})
         return []
+
+    async def voices(self) -> list[str]:
+        return await self.offered("voices", "tts")
 
     async def beat(self) -> None:
         period = self.settings.bus.health_ttl_s / 3
@@ -119,7 +123,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                               f"You already have {settings.max_connections_per_user} open sessions; "
                               "close one first.", TRY_LATER)
             first = await _first_message(ws, settings)
-            conn = Connection(ws, fleet.bus, settings, principal.user, await fleet.voices())
+            conn = Connection(ws, fleet.bus, settings, principal.user, await fleet.voices(),
+                              await fleet.offered("wake_words", "stt"))
             fleet.connections[conn.session_id] = conn
             metrics.CONNECTIONS.inc()
             metrics.ACCEPTED.inc()

@@ -81,10 +81,12 @@ class RateLimit:
 class Connection:
     """Serves one authenticated WebSocket as one session."""
 
-    def __init__(self, ws: WebSocket, bus: Bus, settings: GatewaySettings, user: str, voices: list[str]) -> None:
+    def __init__(
+        self, ws: WebSocket, bus: Bus, settings: GatewaySettings, user: str, voices: list[str], wake_words: list[str]
+    ) -> None:
         self.ws, self.bus, self.settings, self.user = ws, bus, settings, user
         self.keys = bus.keys
-        self.voices = voices
+        self.voices, self.wake_words = voices, wake_words
         self.session_id = new_id()
         self.opened = time.monotonic()
         self.last_heard = time.monotonic()
@@ -175,7 +177,7 @@ class Connection:
                 session_id=self.session_id,
                 sample_rate=self.client_rate,
                 output_sample_rate=out_rate,
-                wake_words=["hey_jarvis", "hey_mycroft", "alexa"],
+                wake_words=self.wake_words,
                 voices=self.voices,
                 max_frame_bytes=s.max_frame_bytes,
             )
