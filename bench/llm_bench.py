@@ -1,0 +1,293 @@
+"""Benchmark of the LLM orchestrator's backends and of a whole turn over the bus.
+
+For each backend (llama.cpp in this process; an OpenAI-compatible server,
+llama-cpp-python's own, started here on 127.0.0.1) it streams the same short
+spoken-style questions with the shipped persona as system prompt and measures:
+
+* time to first token (TTFT), from the request to the first text piece;
+* time to the first speakable chunk, as the orchestrator's chunker cuts it;
+* generation speed in tokens per second (after the first token);
+* for llama.cpp, how long a cancel takes to free the model (barge-in).
+
+Then it runs the orchestrator service against the real Redis and measures a
+turn end to end on the bus: TurnRequest enqueued -> first SpeakRequest.
+
+    python bench/llm_bench.py [--runs 8] [--threads 2] [--no-server] [--no-bus]
+
+Prints a table and writes bench/results/llm.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from llm_orchestrator.backends import Backend, LlamaCppBackend, LlamaCppLLM, OpenAICompatBackend  # noqa: E402
+from llm_orchestrator.chunker import SpeechChunker  # noqa: E402
+from llm_orchestrator.prompt import PromptBuilder  # noqa: E402
+from llm_orchestrator.settings import DEFAULT_PERSONA, LlmSettings  # noqa: E402
+from voicefleet.models import smollm2_gguf  # noqa: E402
+
+QUESTIONS = [
+    "What is the capital of France?",
+    "Tell me about the sun.",
+    "How do I make a cup of tea?",
+    "Why is the sky blue?",
+    "Give me a tip for sleeping better.",
+    "What is a good name for a cat?",
+    "How far away is the moon?",
+    "Tell me a fun fact about octopuses.",
+]
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def one_reply(backend: Backend, prompt: PromptBuilder, question: str, max_tokens: int) -> dict[str, float]:
+    messages = prompt.messages(prompt.system(), [], question)
+    chunker = SpeechChunker()
+    started = time.perf_counter()
+    first_token = first_chunk = None
+    tokens = 0
+    async for piece in backend.stream(messages, max_tokens=max_tokens, seed=1):
+        if not piece.text:
+            continue
+        now = time.perf_counter()
+        tokens += 1
+        first_token = first_token or now
+        if chunker.feed(piece.text) and first_chunk is None:
+            first_chunk = now
+    ended = time.perf_counter()
+    if chunker.flush() and first_chunk is None:
+        first_chunk = ended
+    first_token = first_token or ended
+    return {
+        "ttft_ms": (first_token - started) * 1000,
+        "first_chunk_ms": ((first_chunk or ended) - started) * 1000,
+        "tokens": tokens,
+        "tokens_per_s": (tokens - 1) / (ended - first_token) if tokens > 1 and ended > first_token else 0.0,
+        "total_ms": (ended - started) * 1000,
+    }
+
+
+async def measure(backend: Backend, prompt: PromptBuilder, runs: int, max_tokens: int) -> dict[str, Any]:
+    await one_reply(backend, prompt, "Hello!", 4)  # warm: the system prompt is now cached
+    samples = [await one_reply(backend, prompt, QUESTIONS[i % len(QUESTIONS)], max_tokens) for i in range(runs)]
+    summary: dict[str, Any] = {"runs": runs}
+    for key in ("ttft_ms", "first_chunk_ms", "tokens_per_s", "total_ms", "tokens"):
+        values = [s[key] for s in samples]
+        summary[key] = {"p50": pct(values, 0.5), "p90": pct(values, 0.9), "mean": statistics.fmean(values)}
+    return summary
+
+
+async def cancel_latency(backend: LlamaCppBackend, prompt: PromptBuilder, runs: int) -> dict[str, float]:
+    """From closing a running stream to the model thread taking the next job."""
+    llm: LlamaCppLLM = backend._llm
+    delays = []
+    for i in range(runs):
+        messages = prompt.messages(prompt.system(), [], f"Write a long story about dragon number {i}.")
+        stream = backend.stream(messages, max_tokens=400, seed=i)
+        count = 0
+        async for _ in stream:
+            count += 1
+            if count == 10:
+                break
+        started = time.perf_counter()
+        await stream.aclose()  # type: ignore[attr-defined]
+        await llm.run_on_model_thread(lambda: None)  # runs once the generation let go of the thread
+        delays.append((time.perf_counter() - started) * 1000)
+    return {"p50": pct(delays, 0.5), "p90": pct(delays, 0.9), "max": max(delays)}
+
+
+class LocalServer:
+    """``python -m llama_cpp.server`` on 127.0.0.1 with the packaged GGUF."""
+
+    def __init__(self, model: Path, threads: int) -> None:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.log = tempfile.NamedTemporaryFile(prefix="llm-bench-server-", suffix=".log", delete=False)
+        self.process = subprocess.Popen(
+            [
+                sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
+                "--port", str(self.port), "--n_threads", str(threads), "--n_ctx", "4096",
+                "--model_alias", "local", "--verbose", "False",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+
+    def wait(self, within: float = 60) -> None:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
+            try:
+                if httpx.get(f"{self.base_url}/models", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"llama_cpp.server did not start; see {self.log.name}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+        self.log.close()
+        os.unlink(self.log.name)
+
+
+async def bus_turns(backend: LlamaCppBackend, runs: int, max_tokens: int) -> dict[str, Any]:
+    """A whole turn through the orchestrator service on the real Redis."""
+    from llm_orchestrator.worker import LlmService
+    from voicefleet.bus import Bus
+    from voicefleet.messages import SpeakRequest, TurnRequest, new_id, now
+    from voicefleet.settings import BusSettings
+
+    bus_settings = BusSettings(key_prefix=f"bench-llm-{new_id()[:6]}", health_ttl_s=2)
+    bus = Bus(bus_settings)
+    service = LlmService(LlmSettings(bus=bus_settings, max_tokens=max_tokens), backends=[backend])
+    runner = asyncio.create_task(service.run())
+    first_chunk, first_token, request = [], [], []
+    try:
+        async with asyncio.timeout(60):
+            while not service.ready:  # noqa: ASYNC110 (the service exposes a flag, not an event)
+                await asyncio.sleep(0.02)
+        for i in range(runs):
+            turn = TurnRequest(session_id=f"bench{i}", turn_id=new_id(), text=QUESTIONS[i % len(QUESTIONS)])
+            turn.ts["transcript"] = now()
+            last = "$"
+            await bus.enqueue(bus.keys.turns, turn)
+            async with asyncio.timeout(60):
+                while True:
+                    entries = await bus.read(bus.keys.speak, last, block_ms=500)
+                    found = [e.message for e in entries if isinstance(e.message, SpeakRequest)]
+                    found = [m for m in found if m.turn_id == turn.turn_id and m.seq == 0]
+                    if entries:
+                        last = entries[-1].id
+                    if found:
+                        ts = found[0].ts
+                        first_chunk.append((ts["first_chunk"] - ts["transcript"]) * 1000)
+                        first_token.append((ts["llm_first_token"] - ts["transcript"]) * 1000)
+                        request.append((ts["llm_request"] - ts["transcript"]) * 1000)
+                        break
+                # Let the reply finish: the next turn must not wait for the model.
+                done = "0"
+                while True:
+                    entries = await bus.read(bus.keys.out(turn.session_id), done, block_ms=500)
+                    if any(e.message is not None and e.message.type == "reply_done" for e in entries):
+                        break
+                    if entries:
+                        done = entries[-1].id
+    finally:
+        service.stop()
+        await asyncio.wait_for(runner, 15)
+        keys = [k async for k in bus.redis.scan_iter(match=f"{bus_settings.key_prefix}:*")]
+        if keys:
+            await bus.redis.delete(*keys)
+        await bus.close()
+    return {
+        "runs": runs,
+        "turn_to_llm_request_ms": {"p50": pct(request, 0.5), "p90": pct(request, 0.9)},
+        "turn_to_first_token_ms": {"p50": pct(first_token, 0.5), "p90": pct(first_token, 0.9)},
+        "turn_to_first_chunk_ms": {"p50": pct(first_chunk, 0.5), "p90": pct(first_chunk, 0.9)},
+    }
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=8, help="replies per backend")
+    parser.add_argument("--threads", type=int, default=2, help="llama.cpp threads (both backends)")
+    parser.add_argument("--max-tokens", type=int, default=80)
+    parser.add_argument("--model", type=Path, default=None, help="GGUF (default: packaged SmolLM2)")
+    parser.add_argument("--no-server", action="store_true", help="skip the OpenAI-compatible server")
+    parser.add_argument("--no-bus", action="store_true", help="skip the turn over Redis")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "llm.json")
+    args = parser.parse_args()
+
+    model = args.model or smollm2_gguf()
+    prompt = PromptBuilder(DEFAULT_PERSONA.read_text(encoding="utf-8"))
+    results: dict[str, Any] = {
+        "model": model.name,
+        "threads": args.threads,
+        "max_tokens": args.max_tokens,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "load_avg_at_start": os.getloadavg(),
+        "backends": {},
+    }
+
+    llm = LlamaCppLLM(model_path=str(model), n_threads=args.threads, n_ctx=4096, max_tokens=args.max_tokens)
+    llama = LlamaCppBackend(llm)
+    started = time.perf_counter()
+    await llama.start([])
+    results["llamacpp_load_ms"] = (time.perf_counter() - started) * 1000
+    cold = await one_reply(llama, prompt, QUESTIONS[0], 8)
+    results["llamacpp_cold_ttft_ms"] = cold["ttft_ms"]
+    results["backends"]["llamacpp"] = await measure(llama, prompt, args.runs, args.max_tokens)
+    results["llamacpp_cancel_ms"] = await cancel_latency(llama, prompt, 5)
+
+    if not args.no_server:
+        server = LocalServer(model, args.threads)
+        try:
+            server.wait()
+            remote = OpenAICompatBackend(server.base_url, "local", "none", max_tokens=args.max_tokens)
+            results["backends"]["openai (llama_cpp.server)"] = await measure(remote, prompt, args.runs, args.max_tokens)
+        finally:
+            server.stop()
+
+    if not args.no_bus:
+        results["bus_turn"] = await bus_turns(llama, args.runs, args.max_tokens)
+    await llama.close()
+
+    print(f"\nLLM benchmark: {model.name}, {args.threads} threads, up to {args.max_tokens} tokens, {args.runs} runs")
+    print(f"load average at start: {', '.join(f'{x:.2f}' for x in results['load_avg_at_start'])}\n")
+    header = f"{'backend':28} {'TTFT p50':>9} {'p90':>7} {'1st chunk p50':>14} {'p90':>7} {'tok/s p50':>10}"
+    print(header)
+    print("-" * len(header))
+    for name, r in results["backends"].items():
+        print(
+            f"{name:28} {r['ttft_ms']['p50']:8.0f}ms {r['ttft_ms']['p90']:5.0f}ms "
+            f"{r['first_chunk_ms']['p50']:12.0f}ms {r['first_chunk_ms']['p90']:5.0f}ms {r['tokens_per_s']['p50']:10.0f}"
+        )
+    print(
+        f"\nllama.cpp: load {results['llamacpp_load_ms']:.0f} ms, cold TTFT {results['llamacpp_cold_ttft_ms']:.0f} ms"
+    )
+    c = results["llamacpp_cancel_ms"]
+    print(f"llama.cpp cancel -> model free: p50 {c['p50']:.1f} ms, max {c['max']:.1f} ms")
+    if "bus_turn" in results:
+        b = results["bus_turn"]
+        print(
+            f"orchestrator over Redis: TurnRequest -> LLM request p50 {b['turn_to_llm_request_ms']['p50']:.1f} ms, "
+            f"-> first token p50 {b['turn_to_first_token_ms']['p50']:.0f} ms, "
+            f"-> first SpeakRequest p50 {b['turn_to_first_chunk_ms']['p50']:.0f} ms "
+            f"(p90 {b['turn_to_first_chunk_ms']['p90']:.0f} ms)"
+        )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,184 @@
+"""Cut a streamed reply into chunks a speech synthesizer can say one by one.
+
+The first chunk is what the user waits for, so it is cut early: at the first
+clause boundary (comma, semicolon, colon, dash) once a few words arrived.
+After that the reply goes out in whole sentences, which sound better.
+
+A full stop is not always the end of a sentence. It is not one after a title
+or a Latin abbreviation ("Dr.", "e.g."), inside an initialism ("U.S."), in a
+number ("3.14"), or after the number of a list item ("1. First"). Times
+("10:30") and thousands ("1,000") are not clause boundaries either. Because
+tokens arrive a few characters at a time, a boundary is only decided once the
+character after it is known.
+
+Code fences are never spoken: a short phrase stands in for the first one.
+Everything else goes through :func:`speakable.speakable`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .speakable import has_words, speakable
+
+FENCE = "```"
+
+# Never a sentence end: a name or a number follows them.
+_TITLES = frozenset(
+    "mr mrs ms dr prof sr jr st mt no nos vs fig figs approx ca cf e.g i.e esp dept gen col capt lt sgt".split()
+)
+# A sentence end only when a capital letter follows.
+_MAYBE_END = frozenset("etc inc ltd co corp a.m p.m am pm".split())
+_INITIALISM = re.compile(r"^(?:[A-Za-z]\.)+[A-Za-z]$")
+_NUMBER = re.compile(r"^\d+$")
+_CLOSERS = "\"')]}\u201d\u2019*_"  # quotes (straight and curly), brackets, emphasis
+_CLAUSE = ",;:\u2014\u2013"  # comma, semicolon, colon, em and en dash
+_WORD = re.compile(r"[^\W_]+")
+_SEGMENT_START = re.compile(r"(?:^|\n)[ \t>*+-]*$")
+
+
+class SpeechChunker:
+    """Feed it reply text as it streams; it returns the chunks ready to speak."""
+
+    def __init__(
+        self,
+        first_min_words: int = 3,
+        max_chars: int = 240,
+        code_phrase: str = "I've put the code on your screen.",
+        early_first: bool = True,
+    ) -> None:
+        self.first_min_words = first_min_words
+        self.early_first = early_first  # False: whole sentences only (text known in advance)
+        self.max_chars = max_chars
+        self.code_phrase = code_phrase
+        self.chunks_out = 0
+        self._pending = ""  # reply text outside code, not yet cut off
+        self._raw = ""  # text not yet sorted into code / not code
+        self._in_code = False
+        self._code_said = False
+
+    def feed(self, text: str) -> list[str]:
+        """Add streamed text; return the chunks that became ready."""
+        self._raw += text
+        out: list[str] = []
+        while self._raw:
+            fence = self._raw.find(FENCE)
+            if self._in_code:
+                if fence < 0:
+                    # Keep a possible partial closing fence for the next token.
+                    self._raw = self._raw[-2:] if self._raw.endswith("`") else ""
+                    break
+                self._raw = self._raw[fence + len(FENCE) :]
+                self._in_code = False
+                if not self._code_said:
+                    self._code_said = True
+                    out += self._emit(self.code_phrase)
+                continue
+            if fence < 0:
+                keep = len(self._raw) - len(self._raw.rstrip("`"))  # maybe a fence starting
+                self._pending += self._raw[: len(self._raw) - keep]
+                self._raw = self._raw[len(self._raw) - keep :]
+                out += self._cut_ready(final=False)
+                break
+            self._pending += self._raw[:fence]
+            self._raw = self._raw[fence + len(FENCE) :]
+            self._in_code = True
+            out += self._cut_ready(final=False)
+            out += self._emit(self._pending)  # what led up to the code is complete
+            self._pending = ""
+        return out
+
+    def flush(self) -> list[str]:
+        """The reply ended: return whatever is left."""
+        out: list[str] = []
+        if self._in_code:
+            if not self._code_said:
+                self._code_said = True
+                out += self._emit(self.code_phrase)
+        else:
+            self._pending += self._raw
+        self._raw, self._in_code = "", False
+        out += self._cut_ready(final=True)
+        out += self._emit(self._pending)
+        self._pending = ""
+        return out
+
+    # ------------------------------------------------------------------
+    def _emit(self, raw: str) -> list[str]:
+        text = speakable(raw)
+        if not has_words(text):
+            return []
+        self.chunks_out += 1
+        return [text]
+
+    def _cut_ready(self, final: bool) -> list[str]:
+        out: list[str] = []
+        while True:
+            cut = self._find_cut(self._pending, final)
+            if cut is None:
+                return out
+            chunk, self._pending = self._pending[:cut], self._pending[cut:].lstrip()
+            out += self._emit(chunk)
+
+    def _find_cut(self, text: str, final: bool) -> int | None:
+        """Index just past the first boundary in ``text``; None if there is none yet."""
+        first = self.early_first and self.chunks_out == 0
+        for i, ch in enumerate(text):
+            if ch == "\n":
+                if has_words(text[:i]):
+                    return i
+            elif ch in ".!?":
+                decided = self._sentence_end(text, i, final)
+                if decided is None:
+                    return None  # need more text to know
+                if decided:
+                    return self._after_closers(text, i + 1)
+            elif ch in _CLAUSE and first:
+                nxt = i + 1
+                if nxt >= len(text):
+                    return None
+                if text[nxt].isspace() and len(_WORD.findall(text[:i])) >= self.first_min_words:
+                    return nxt
+        if len(text) > self.max_chars:
+            return _fallback_cut(text, self.max_chars)
+        return None
+
+    @staticmethod
+    def _after_closers(text: str, j: int) -> int:
+        while j < len(text) and text[j] in _CLOSERS:
+            j += 1
+        return j
+
+    def _sentence_end(self, text: str, i: int, final: bool) -> bool | None:
+        """Is the punctuation at ``i`` the end of a sentence? None: not known yet."""
+        j = self._after_closers(text, i + 1)
+        if j >= len(text):
+            return True if final else None
+        if not text[j].isspace():
+            return False  # 3.14, e.g.x, "?!", ...
+        if text[i] != ".":
+            return True
+        if i > 0 and text[i - 1] == ".":
+            return False  # an ellipsis rarely ends the sentence
+        token = re.findall("[^\\s(\"'\u201c\u2018]*$", text[:i])[0]
+        lower = token.lower()
+        if lower in _TITLES or _INITIALISM.match(token) or (len(token) == 1 and token.isupper()):
+            return False
+        if _NUMBER.match(token) and _SEGMENT_START.search(text[: i - len(token)]):
+            return False  # "1. First": the number of a list item
+        if lower in _MAYBE_END:
+            nxt = text[j:].lstrip()
+            if not nxt:
+                return True if final else None
+            return nxt[0].isupper()
+        return True
+
+
+def _fallback_cut(text: str, limit: int) -> int:
+    """Where to cut a sentence that grew too long: the last clause, else the last space."""
+    head = text[:limit]
+    for marks in (_CLAUSE, " "):
+        best = max(head.rfind(m + " ") if m != " " else head.rfind(" ") for m in marks)
+        if best > limit // 3:
+            return best + 1
+    return limit

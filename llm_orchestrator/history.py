@@ -1,0 +1,113 @@
+"""The conversation of one session, kept in Redis so that any orchestrator can answer it.
+
+Entries are JSON objects in the list ``keys.history(sid)``:
+``{"role": "user"|"assistant", "content": ..., "turn_id": ..., "at": epoch,
+"interrupted": bool}``. The list is capped and expires a while after the last
+turn. What goes into a prompt is a suffix of it, cut to a number of exchanges
+and an approximate token budget.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from voicefleet.bus import Bus
+from voicefleet.messages import now
+
+log = logging.getLogger(__name__)
+
+#: Entries kept in Redis beyond what prompts use (for clients that show the conversation).
+MIN_KEPT = 40
+
+
+def approx_tokens(text: str) -> int:
+    """About four characters per token for English: good enough for a budget."""
+    return len(text) // 4 + 1
+
+
+@dataclass
+class HistoryEntry:
+    """One message of the conversation."""
+
+    role: str
+    content: str
+    turn_id: str = ""
+    at: float = 0.0
+    interrupted: bool = False
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> HistoryEntry | None:
+        try:
+            data: dict[str, Any] = json.loads(raw)
+            return cls(
+                role=str(data["role"]),
+                content=str(data.get("content", "")),
+                turn_id=str(data.get("turn_id", "")),
+                at=float(data.get("at", 0.0)),
+                interrupted=bool(data.get("interrupted", False)),
+            )
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+def trim(
+    entries: list[HistoryEntry],
+    max_turns: int,
+    token_budget: int,
+    count: Callable[[str], int] = approx_tokens,
+) -> list[HistoryEntry]:
+    """The newest entries that fit ``max_turns`` user messages and ``token_budget`` tokens."""
+    kept: list[HistoryEntry] = []
+    tokens = turns = 0
+    for entry in reversed(entries):
+        if entry.role not in ("user", "assistant") or not entry.content.strip():
+            continue  # e.g. a reply cancelled before anything was said
+        cost = count(entry.content) + 4  # role markers
+        if tokens + cost > token_budget or turns >= max_turns:
+            break  # (an answer whose question did not fit goes too)
+        if entry.role == "user":
+            turns += 1
+        kept.append(entry)
+        tokens += cost
+    kept.reverse()
+    return kept
+
+
+class History:
+    """Reads and appends a session's conversation."""
+
+    def __init__(self, bus: Bus, max_turns: int, token_budget: int, ttl_s: int) -> None:
+        self.bus = bus
+        self.max_turns = max_turns
+        self.token_budget = token_budget
+        self.ttl_s = ttl_s
+
+    async def entries(self, session_id: str) -> list[HistoryEntry]:
+        """Every stored entry, oldest first."""
+        raw = await self.bus.redis.lrange(self.bus.keys.history(session_id), 0, -1)
+        parsed = [HistoryEntry.from_json(item) for item in raw]
+        return [e for e in parsed if e is not None]
+
+    async def recent(self, session_id: str) -> list[HistoryEntry]:
+        """What fits in a prompt."""
+        if self.max_turns == 0 or self.token_budget == 0:
+            return []
+        # Read only the tail: each exchange is two entries, one more for announcements.
+        raw = await self.bus.redis.lrange(self.bus.keys.history(session_id), -3 * self.max_turns, -1)
+        parsed = [HistoryEntry.from_json(item) for item in raw]
+        return trim([e for e in parsed if e is not None], self.max_turns, self.token_budget)
+
+    async def append(self, session_id: str, *entries: HistoryEntry) -> None:
+        key = self.bus.keys.history(session_id)
+        keep = max(MIN_KEPT, 3 * self.max_turns)
+        pipe = self.bus.redis.pipeline(transaction=True)
+        for entry in entries:
+            entry.at = entry.at or now()
+            pipe.rpush(key, json.dumps(asdict(entry), ensure_ascii=False).encode())
+        pipe.ltrim(key, -keep, -1)
+        pipe.expire(key, self.ttl_s)
+        await pipe.execute()

@@ -1,0 +1,122 @@
+"""Calling the tools worker over the bus, and the user's memory for the prompt.
+
+A call is a ``ToolCall`` on the work stream ``keys.tools``; the answer comes
+back through ``bus.wait_reply``. The client sees both as events. A call that
+was not answered in time is withdrawn from the stream (XDEL), so that a tools
+worker starting later does not, say, set a timer the user has long given up on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from voicefleet.bus import REDIS_DOWN, Bus
+from voicefleet.messages import ToolCall, ToolResult
+
+log = logging.getLogger(__name__)
+
+NO_ANSWER = "My tools did not answer in time, so I could not do that."
+
+
+@dataclass
+class _Cached:
+    items: list[str]
+    until: float
+
+
+class ToolsClient:
+    """Runs tools through the tools worker; caches each user's memory briefly."""
+
+    def __init__(self, bus: Bus, timeout_s: float, memory_timeout_s: float, memory_cache_s: float) -> None:
+        self.bus = bus
+        self.timeout_s = timeout_s
+        self.memory_timeout_s = memory_timeout_s
+        self.memory_cache_s = memory_cache_s
+        self._memory: dict[str, _Cached] = {}
+
+    async def call(
+        self,
+        name: str,
+        args: dict[str, Any],
+        *,
+        session_id: str,
+        turn_id: str,
+        user: str,
+        timeout_s: float | None = None,
+        show: bool = True,
+    ) -> ToolResult:
+        """Run one tool; a result with ``ok=False`` and a sentence to say if it failed."""
+        call = ToolCall(session_id=session_id, turn_id=turn_id, user=user, name=name, args=args)
+        call.stamp("tool_call")
+        if show:
+            await self.bus.emit(call)
+        entry_id = await self.bus.enqueue(self.bus.keys.tools, call)
+        started = time.monotonic()
+        reply = await self.bus.wait_reply(call.call_id, timeout_s or self.timeout_s)
+        elapsed_ms = round((time.monotonic() - started) * 1000)
+        if isinstance(reply, ToolResult):
+            result = reply
+            log.info("tool %s answered (ok=%s)", name, result.ok, extra={"session": session_id, "ms": elapsed_ms})
+        else:
+            await self._withdraw(entry_id)
+            log.warning("tool %s: no answer", name, extra={"session": session_id, "ms": elapsed_ms})
+            result = ToolResult(call_id=call.call_id, name=name, ok=False, text=NO_ANSWER, data={"error": "timeout"})
+        result.session_id, result.turn_id = session_id, turn_id
+        result.name = result.name or name
+        result.call_id = result.call_id or call.call_id
+        if show:
+            await self.bus.emit(result)
+        return result
+
+    async def _withdraw(self, entry_id: bytes) -> None:
+        try:
+            await self.bus.redis.xdel(self.bus.keys.tools, entry_id)
+        except REDIS_DOWN:
+            pass
+
+    # ---- memory ---------------------------------------------------------------
+    def forget_cache(self, user: str) -> None:
+        """The user's memory changed: fetch it again next time."""
+        self._memory.pop(user, None)
+
+    async def memory(self, user: str, session_id: str, turn_id: str) -> list[str]:
+        """What the user asked the assistant to remember (empty when no tools worker answers)."""
+        if not user:
+            return []
+        cached = self._memory.get(user)
+        if cached is not None and cached.until > time.monotonic():
+            return cached.items
+        items: list[str] = []
+        # No tools worker alive: do not make every turn wait for the timeout.
+        if await self.bus.alive_instances("tools"):
+            result = await self.call(
+                "memory.list", {}, session_id=session_id, turn_id=turn_id, user=user,
+                timeout_s=self.memory_timeout_s, show=False,
+            )  # fmt: skip
+            if result.ok:
+                items = memory_items(result.data)
+        self._memory[user] = _Cached(items, time.monotonic() + self.memory_cache_s)
+        return items
+
+
+def memory_items(data: Any) -> list[str]:
+    """Memory entries from a ``memory.list`` result, whatever shape its ``data`` has."""
+    if isinstance(data, dict):
+        for key in ("items", "memories", "memory", "facts", "results"):
+            if key in data:
+                return memory_items(data[key])
+        return []
+    if not isinstance(data, list):
+        return []
+    items = []
+    for item in data:
+        if isinstance(item, dict):
+            text = item.get("text") or item.get("content") or item.get("value") or ""
+        else:
+            text = item
+        if isinstance(text, str) and text.strip():
+            items.append(text.strip())
+    return items

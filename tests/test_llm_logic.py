@@ -1,0 +1,154 @@
+"""Pure logic of the orchestrator: history trimming, the fallback chain (with fake backends), prompts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import pytest
+from llama_index.core.base.llms.types import ChatMessage, MessageRole
+from llama_index.core.llms import LLM
+from llama_index.core.tools import BaseTool
+
+from llm_orchestrator.backends import Backend, BackendError, BackendsUnavailable, FallbackChain, Piece
+from llm_orchestrator.history import HistoryEntry, trim
+from llm_orchestrator.prompt import PromptBuilder
+from llm_orchestrator.settings import LlmSettings
+from llm_orchestrator.tools_client import memory_items
+
+
+class FakeBackend(Backend):
+    """Answers with fixed words, fails, or never answers: for the chain's logic only."""
+
+    def __init__(self, name: str, behaviour: str = "ok", words: Sequence[str] = ("Hi", " there.")) -> None:
+        self.name = name
+        self.behaviour = behaviour
+        self.words = words
+        self.calls = 0
+
+    @property
+    def llm(self) -> LLM:
+        raise NotImplementedError
+
+    async def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int,
+        seed: int | None = None,
+        tools: Sequence[BaseTool] | None = None,
+    ) -> AsyncIterator[Piece]:
+        self.calls += 1
+        if self.behaviour == "down":
+            raise ConnectionError("connection refused")
+        if self.behaviour == "silent":
+            await asyncio.sleep(60)
+        if self.behaviour == "slow":
+            await asyncio.sleep(0.05)
+        for i, word in enumerate(self.words):
+            if self.behaviour == "stall" and i == 1:
+                await asyncio.sleep(60)
+            yield Piece(text=word)
+
+
+async def run_chain(chain: FallbackChain) -> tuple[str, str, list[tuple[list[str], str]]]:
+    notices: list[tuple[list[str], str]] = []
+
+    async def on_fallback(failed: list[str], backend: Backend, reason: str) -> None:
+        notices.append((list(failed), backend.name))
+
+    text, used = "", ""
+    async for backend, piece in chain.stream([], max_tokens=8, on_fallback=on_fallback):
+        text += piece.text
+        used = backend.name
+    return text, used, notices
+
+
+async def test_the_primary_answers_when_it_can() -> None:
+    chain = FallbackChain([FakeBackend("a"), FakeBackend("b")])
+    assert await run_chain(chain) == ("Hi there.", "a", [])
+
+
+async def test_a_failing_primary_is_retried_then_replaced_then_skipped() -> None:
+    primary, spare = FakeBackend("a", "down"), FakeBackend("b")
+    chain = FallbackChain([primary, spare], retries=2, backoff_s=0.01, cooldown_s=60)
+    assert await run_chain(chain) == ("Hi there.", "b", [(["a"], "b")])
+    assert primary.calls == 3  # first try and two retries
+    # Cooling down: the next turn goes straight to the spare, and still says so.
+    assert await run_chain(chain) == ("Hi there.", "b", [(["a"], "b")])
+    assert primary.calls == 3
+
+
+async def test_a_silent_primary_times_out_before_its_first_token() -> None:
+    chain = FallbackChain([FakeBackend("a", "silent"), FakeBackend("b")], first_token_timeout_s=0.05, retries=0)
+    assert await run_chain(chain) == ("Hi there.", "b", [(["a"], "b")])
+
+
+async def test_the_last_resort_gets_more_time() -> None:
+    chain = FallbackChain([FakeBackend("a", "slow")], first_token_timeout_s=0.01, last_resort_timeout_s=5)
+    assert await run_chain(chain) == ("Hi there.", "a", [])
+
+
+async def test_no_backend_left() -> None:
+    chain = FallbackChain([FakeBackend("a", "down"), FakeBackend("b", "down")], retries=0)
+    with pytest.raises(BackendsUnavailable):
+        await run_chain(chain)
+
+
+async def test_a_stall_mid_reply_ends_it_without_switching() -> None:
+    spare = FakeBackend("b")
+    chain = FallbackChain([FakeBackend("a", "stall"), spare], first_token_timeout_s=0.05, last_resort_timeout_s=0.05)
+    with pytest.raises(BackendError):
+        await run_chain(chain)
+    assert spare.calls == 0
+
+
+def test_history_is_trimmed_to_turns_and_tokens() -> None:
+    entries = []
+    for i in range(10):
+        entries += [HistoryEntry("user", f"question {i}"), HistoryEntry("assistant", f"answer {i}")]
+    entries.append(HistoryEntry("assistant", "", interrupted=True))  # cancelled before speaking
+    kept = trim(entries, max_turns=3, token_budget=10_000)
+    assert [e.content for e in kept] == [f"{kind} {i}" for i in (7, 8, 9) for kind in ("question", "answer")]
+    few = trim(entries, max_turns=10, token_budget=20, count=lambda text: 1)  # 5 tokens per entry
+    assert [e.content for e in few] == ["question 8", "answer 8", "question 9", "answer 9"]
+
+
+def test_entries_survive_json_and_bad_entries_are_skipped() -> None:
+    entry = HistoryEntry("assistant", "Partly said", "t1", 1.0, interrupted=True)
+    import json
+    from dataclasses import asdict
+
+    assert HistoryEntry.from_json(json.dumps(asdict(entry))) == entry
+    assert HistoryEntry.from_json(b"{broken") is None
+
+
+def test_the_prompt_keeps_the_persona_first_and_adds_memory() -> None:
+    builder = PromptBuilder("You are brief.\n")
+    system = builder.system(["The user's name is Ada.", "Ada likes tea."])
+    assert system.startswith("You are brief.") and "- The user's name is Ada.\n- Ada likes tea." in system
+    assert builder.system([]) == "You are brief."
+    history = [HistoryEntry("user", "Hi"), HistoryEntry("assistant", "Hello!")]
+    roles = [m.role for m in builder.messages(system, history, "Bye")]
+    assert roles == [MessageRole.SYSTEM, MessageRole.USER, MessageRole.ASSISTANT, MessageRole.USER]
+
+
+@pytest.mark.parametrize(
+    ("data", "items"),
+    [
+        (["a", " b "], ["a", "b"]),
+        ([{"id": 1, "text": "a"}, {"content": "b"}, {"id": 3}], ["a", "b"]),
+        ({"items": [{"text": "a"}]}, ["a"]),
+        (None, []),
+        ("text", []),
+    ],
+)
+def test_memory_items(data: Any, items: list[str]) -> None:
+    assert memory_items(data) == items
+
+
+def test_backend_names_are_checked() -> None:
+    assert LlmSettings(backends="openai, llamacpp").backend_names == ["openai", "llamacpp"]
+    with pytest.raises(ValueError, match="unknown backend"):
+        _ = LlmSettings(backends="gpt5").backend_names
