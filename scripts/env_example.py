@@ -63,10 +63,15 @@ def render() -> str:
             for name, field in cls.model_fields.items():
                 if name == "bus":
                     continue
-                default = field.get_default(call_default_factory=False)
                 if field.description:
                     out.append(f"# {field.description}")
-                out.append(f"# {prefix}{name.upper()}={_value(default)}")
+                if field.default_factory is not None:
+                    out.append(f"# (default worked out at start) {prefix}{name.upper()}=")
+                else:
+                    out.append(f"# {prefix}{name.upper()}={_value(field.default)}")
+            if module_name == "voicefleet.settings":
+                out.append("# Where prepared model files go (read by voicefleet.models and scripts/setup.sh)")
+                out.append("# VF_MODELS_DIR=~/.cache/voicefleet/models")
     return "\n".join(out) + "\n"
 
 
