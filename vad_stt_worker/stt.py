@@ -61,8 +61,15 @@ class WhisperEngine(SttEngine):
 
     name = "faster-whisper"
 
-    def __init__(self, model: str, device: str = "cpu", compute_type: str = "", cpu_threads: int = 0) -> None:
+    def __init__(
+        self, model: str, device: str = "cpu", compute_type: str = "", cpu_threads: int = 0,
+        encoder_window_s: float = 30.0,
+    ) -> None:
         from faster_whisper import WhisperModel  # heavy import, only where the engine is built
+
+        self.short_window = encoder_window_s < 30.0
+        if self.short_window:
+            shorten_encoder_window(int(encoder_window_s * 100))
 
         if device == "auto":
             device = "cuda" if _cuda_available() else "cpu"
@@ -84,7 +91,8 @@ class WhisperEngine(SttEngine):
 
     @classmethod
     def from_settings(cls, settings: SttSettings) -> WhisperEngine:
-        return cls(resolve_model(settings.model), settings.device, settings.compute_type, settings.cpu_threads)
+        return cls(resolve_model(settings.model), settings.device, settings.compute_type, settings.cpu_threads,
+                   settings.encoder_window_s)
 
     def transcribe(self, audio: np.ndarray, language: str | None) -> Transcript:
         started = time.perf_counter()
@@ -94,7 +102,8 @@ class WhisperEngine(SttEngine):
             beam_size=1,
             best_of=1,
             temperature=0.0,  # one greedy pass, no fallback re-decoding
-            without_timestamps=True,
+            # Timestamp tokens let a short encoder window end cleanly instead of repeating itself.
+            without_timestamps=not self.short_window,
             condition_on_previous_text=False,
             vad_filter=False,  # we gate with Silero ourselves
             word_timestamps=False,
@@ -106,6 +115,30 @@ class WhisperEngine(SttEngine):
         )
         result.elapsed_s = time.perf_counter() - started
         return result
+
+
+def shorten_encoder_window(min_frames: int) -> None:
+    """Let Whisper's encoder see a window sized to the utterance instead of 30 s.
+
+    faster-whisper pads every window to 3000 mel frames (30 s), so a 2 s command
+    costs as much encoder time as a 30 s one. CTranslate2's encoder accepts
+    shorter input (like whisper.cpp's ``audio_ctx``): padding to the speech plus
+    one second, and never below ``min_frames``, makes the encoder about 4x faster
+    on commands. Too short a window makes Whisper repeat itself, hence the floor
+    and timestamps on; it also costs some accuracy (measured in the README), so
+    it is off by default (VF_STT_ENCODER_WINDOW_S=30). faster-whisper exposes no
+    setting for this, so its module-level padding function is wrapped, once per
+    process.
+    """
+    import faster_whisper.transcribe as fwt
+
+    stock = getattr(fwt, "_stock_pad_or_trim", fwt.pad_or_trim)
+    fwt._stock_pad_or_trim = stock  # type: ignore[attr-defined]
+
+    def pad_to_speech(array: np.ndarray, length: int = 3000, *, axis: int = -1) -> np.ndarray:
+        return stock(array, min(length, max(min_frames, array.shape[axis] + 100)), axis=axis)
+
+    fwt.pad_or_trim = pad_to_speech
 
 
 def resolve_model(model: str) -> str:
