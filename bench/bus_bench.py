@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import summary, table, write  # noqa: E402
-from voicefleet.bus import Bus  # noqa: E402
-from voicefleet.messages import AudioFrame, Cancel, TurnRequest, new_id  # noqa: E402
-from voicefleet.settings import BusSettings  # noqa: E402
+from bench.common import summary, table, write
+from voicefleet.bus import Bus
+from voicefleet.messages import AudioFrame, Cancel, TurnRequest, new_id
+from voicefleet.settings import BusSettings
 
 
 def settings(url: str, prefix: str) -> BusSettings:

@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-
 from fleet import ROOT
 
 MODULES = ["gateway", "vad_stt_worker", "llm_orchestrator", "tts_worker", "tools_worker", "audio_client",

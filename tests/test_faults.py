@@ -14,11 +14,10 @@ import httpx
 import jwt
 import numpy as np
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
-
 from conftest import free_port
 from fleet import Proc, child_env, wait_for_health, wait_for_http
 from speech import say, silence
+from websockets.asyncio.client import ClientConnection, connect
 
 pytestmark = [pytest.mark.fleet, pytest.mark.models]
 

@@ -12,11 +12,11 @@ import httpx
 import jwt
 import numpy as np
 import pytest
+from conftest import free_port
+from fleet import Proc, child_env, wait_for_http
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from conftest import free_port
-from fleet import Proc, child_env, wait_for_http
 from voicefleet.bus import Bus
 from voicefleet.messages import (
     AudioChunk,

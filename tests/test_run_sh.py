@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import free_port
 from fleet import ROOT
 from speech import say, silence, write_wav

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import faster_whisper.transcribe as fwt
 import numpy as np
 import pytest
 
-import faster_whisper.transcribe as fwt
 from vad_stt_worker.stt import shorten_encoder_window
 
 
