@@ -38,6 +38,7 @@ class HistoryEntry:
     turn_id: str = ""
     at: float = 0.0
     interrupted: bool = False
+    n: int = 0  # user messages: 1, 2, 3... in the session (0: not numbered)
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> HistoryEntry | None:
@@ -49,6 +50,7 @@ class HistoryEntry:
                 turn_id=str(data.get("turn_id", "")),
                 at=float(data.get("at", 0.0)),
                 interrupted=bool(data.get("interrupted", False)),
+                n=int(data.get("n", 0)),
             )
         except (ValueError, KeyError, TypeError):
             return None
@@ -60,7 +62,13 @@ def trim(
     token_budget: int,
     count: Callable[[str], int] = approx_tokens,
 ) -> list[HistoryEntry]:
-    """The newest entries that fit ``max_turns`` user messages and ``token_budget`` tokens."""
+    """The newest entries that fit ``max_turns`` user messages and ``token_budget`` tokens.
+
+    Old exchanges leave in blocks of half the window, not one per turn: the
+    prompt after the system prompt then stays the same for several turns, so
+    llama.cpp reuses its cache instead of reading the whole history again.
+    """
+    entries = _from_block_start(entries, max_turns)
     kept: list[HistoryEntry] = []
     tokens = turns = 0
     for entry in reversed(entries):
@@ -75,6 +83,21 @@ def trim(
         tokens += cost
     kept.reverse()
     return kept
+
+
+def _from_block_start(entries: list[HistoryEntry], max_turns: int) -> list[HistoryEntry]:
+    numbers = [e.n for e in entries if e.role == "user" and e.n]
+    if not numbers or max_turns <= 0:
+        return entries
+    block = max(1, max_turns // 2)
+    first = max(numbers) - max_turns + 1  # a sliding window would start here...
+    if first <= 1:
+        return entries
+    first = -(-(first - 1) // block) * block + 1  # ...a block window at the next block boundary
+    for i, entry in enumerate(entries):
+        if entry.role == "user" and entry.n >= first:
+            return entries[i:]
+    return entries
 
 
 class History:
@@ -104,6 +127,14 @@ class History:
     async def append(self, session_id: str, *entries: HistoryEntry) -> None:
         key = self.bus.keys.history(session_id)
         keep = max(MIN_KEPT, 3 * self.max_turns)
+        if any(e.role == "user" for e in entries):
+            # A session's turns are answered one at a time, so reading the last number is safe.
+            tail = [HistoryEntry.from_json(raw) for raw in await self.bus.redis.lrange(key, -6, -1)]
+            last = max((e.n for e in tail if e is not None), default=0)
+            for entry in entries:
+                if entry.role == "user":
+                    last += 1
+                    entry.n = last
         pipe = self.bus.redis.pipeline(transaction=True)
         for entry in entries:
             entry.at = entry.at or now()

@@ -12,10 +12,11 @@ from llama_index.core.llms import LLM
 from llama_index.core.tools import BaseTool
 
 from llm_orchestrator.backends import Backend, BackendError, BackendsUnavailable, FallbackChain, Piece
-from llm_orchestrator.history import HistoryEntry, trim
+from llm_orchestrator.history import History, HistoryEntry, trim
 from llm_orchestrator.prompt import PromptBuilder
 from llm_orchestrator.settings import LlmSettings
 from llm_orchestrator.tools_client import memory_items
+from voicefleet.bus import Bus
 
 
 class FakeBackend(Backend):
@@ -152,3 +153,30 @@ def test_backend_names_are_checked() -> None:
     assert LlmSettings(backends="openai, llamacpp").backend_names == ["openai", "llamacpp"]
     with pytest.raises(ValueError, match="unknown backend"):
         _ = LlmSettings(backends="gpt5").backend_names
+
+
+def test_history_leaves_in_blocks_so_the_prompt_prefix_stays_put() -> None:
+    def conversation(turns: int) -> list[HistoryEntry]:
+        entries = []
+        for i in range(1, turns + 1):
+            entries += [HistoryEntry("user", f"question {i}", n=i), HistoryEntry("assistant", f"answer {i}")]
+        return entries
+
+    def first_kept(turns: int) -> str:
+        return trim(conversation(turns), max_turns=4, token_budget=10_000)[0].content
+
+    assert [first_kept(t) for t in range(1, 9)] == [
+        "question 1", "question 1", "question 1", "question 1",  # window not full yet
+        "question 3", "question 3",  # then the oldest two leave together...
+        "question 5", "question 5",  # ...and the prefix holds for two turns
+    ]
+    assert all(len(trim(conversation(t), 4, 10_000)) <= 8 for t in range(1, 20))  # never over 4 exchanges
+
+
+async def test_user_messages_are_numbered_in_redis(bus: Bus) -> None:
+    history = History(bus, max_turns=4, token_budget=10_000, ttl_s=60)
+    for i in range(3):
+        await history.append("s1", HistoryEntry("user", f"q{i}", f"t{i}"), HistoryEntry("assistant", f"a{i}", f"t{i}"))
+    stored = await history.entries("s1")
+    assert [e.n for e in stored if e.role == "user"] == [1, 2, 3]
+    assert [e.content for e in await history.recent("s1")] == ["q0", "a0", "q1", "a1", "q2", "a2"]
