@@ -17,10 +17,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import jwt
 import numpy as np
 import redis
-from fleet import Proc, child_env
+from fleet import Proc, child_env, mint_token
 
 from voicefleet.bus import Bus
 from voicefleet.messages import (
@@ -77,9 +76,7 @@ class GatewayProc:
             self.proc.stop()
 
     def token(self, sub: str = "alice", **overrides: object) -> str:
-        claims = {"sub": sub, "exp": int(time.time()) + 600, "aud": "voicefleet", "iss": "voicefleet"}
-        claims.update(overrides)
-        return jwt.encode(claims, self.secret, algorithm="HS256")
+        return mint_token(self.secret, sub, **overrides)
 
 
 def tone(seconds: float, rate: int, freq: float = 330.0) -> bytes:

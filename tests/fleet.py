@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import jwt
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -86,3 +87,10 @@ def child_env(env: dict[str, str]) -> dict[str, str]:
     out = dict(env)
     out["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
     return out
+
+
+def mint_token(secret: str, sub: str = "alice", **overrides: object) -> str:
+    """A JWT as the gateway expects it (HS256, aud/iss voicefleet, 10 min); ``None`` drops a claim."""
+    claims: dict[str, object] = {"sub": sub, "exp": int(time.time()) + 600, "aud": "voicefleet", "iss": "voicefleet"}
+    claims.update(overrides)
+    return jwt.encode({k: v for k, v in claims.items() if v is not None}, secret, algorithm="HS256")

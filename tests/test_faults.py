@@ -11,11 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import jwt
 import numpy as np
 import pytest
 from conftest import free_port
-from fleet import Proc, child_env, wait_for_health, wait_for_http
+from fleet import Proc, child_env, mint_token, wait_for_health, wait_for_http
 from speech import say, silence
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -23,8 +22,7 @@ pytestmark = [pytest.mark.fleet, pytest.mark.models]
 
 
 def token(env: dict[str, str], sub: str = "alice") -> str:
-    claims = {"sub": sub, "exp": int(time.time()) + 600, "aud": "voicefleet", "iss": "voicefleet"}
-    return jwt.encode(claims, env["VF_GATEWAY_JWT_SECRET"], algorithm="HS256")
+    return mint_token(env["VF_GATEWAY_JWT_SECRET"], sub)
 
 
 async def speak(ws: ClientConnection, audio: np.ndarray, realtime: float = 0.25) -> None:

@@ -13,7 +13,7 @@ import jwt
 import numpy as np
 import pytest
 from conftest import free_port
-from fleet import Proc, child_env, wait_for_http
+from fleet import Proc, child_env, mint_token, wait_for_http
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -35,10 +35,7 @@ class Gateway:
         self.ws = url.replace("http://", "ws://") + "/v1/ws/audio"
 
     def token(self, sub: str = "alice", **overrides: object) -> str:
-        claims = {"sub": sub, "exp": int(time.time()) + 600, "aud": "voicefleet", "iss": "voicefleet"}
-        claims.update(overrides)
-        claims = {k: v for k, v in claims.items() if v is not None}
-        return jwt.encode(claims, self.secret, algorithm="HS256")
+        return mint_token(self.secret, sub, **overrides)
 
 
 @pytest.fixture
