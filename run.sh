@@ -96,6 +96,10 @@ for name, s in health["services"].items():
 sys.exit(0 if health.get("ready") else 1)
 PYEOF
 
+say "file search covers (add folders with VF_TOOLS_SEARCH_DIRS in .env, comma-separated):"
+FOLDERS=$("$PY" -m tools_worker folders 2>/dev/null || true)
+if [ -n "$FOLDERS" ]; then sed 's/^/    /' <<<"$FOLDERS"; else echo "    nothing (file search is off)"; fi
+
 TOKEN=$("$PY" -m gateway token --sub "${USER:-me}" --ttl 86400 | tail -n 1)
 say "the assistant is running"
 cat <<INFO

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from voicefleet.bus import REDIS_DOWN, Bus
+from voicefleet.catalogue import MemoryList, read_result
 from voicefleet.messages import ToolCall, ToolResult
 
 log = logging.getLogger(__name__)
@@ -103,20 +104,9 @@ class ToolsClient:
 
 
 def memory_items(data: Any) -> list[str]:
-    """Memory entries from a ``memory.list`` result, whatever shape its ``data`` has."""
-    if isinstance(data, dict):
-        for key in ("items", "memories", "memory", "facts", "results"):
-            if key in data:
-                return memory_items(data[key])
+    """The facts of a ``memory.list`` result, read through its catalogue model ([] when it does not fit)."""
+    listed = read_result("memory.list", data)
+    if not isinstance(listed, MemoryList):
+        log.warning("memory.list answered data that does not fit the catalogue; ignoring it")
         return []
-    if not isinstance(data, list):
-        return []
-    items = []
-    for item in data:
-        if isinstance(item, dict):
-            text = item.get("text") or item.get("content") or item.get("value") or ""
-        else:
-            text = item
-        if isinstance(text, str) and text.strip():
-            items.append(text.strip())
-    return items
+    return [m.text for m in listed.memories if m.text.strip()]

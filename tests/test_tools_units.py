@@ -9,11 +9,13 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from tools_worker.clock import Clock, TimeArgs
+from tools_worker.clock import Clock
 from tools_worker.matching import Scored, clear_winner, keyword_score
 from tools_worker.phrases import duration, duration_adjective, join
+from tools_worker.registry import ToolError
 from tools_worker.settings import ToolsSettings
-from tools_worker.timers import Timer
+from tools_worker.timers import Timer, split_reminder
+from voicefleet.catalogue import TimeArgs
 from voicefleet.messages import ToolCall
 
 
@@ -27,16 +29,54 @@ def test_durations_and_lists_read_naturally() -> None:
     assert Timer("t", "u", "", 90, 0).name == "1 minute 30 second timer"
 
 
+@pytest.mark.parametrize(
+    ("label", "said", "name", "done"),
+    [
+        ("pasta", None, "pasta timer", "Your 30 minute pasta timer is done."),
+        ("check the oven", None, "reminder to check the oven", "Time to check the oven."),
+        ("to call mum", None, "reminder to call mum", "Time to call mum."),
+        ("remind me to stretch", None, "reminder to stretch", "Time to stretch."),
+        ("stretch", True, "reminder to stretch", "Time to stretch."),  # the caller's word wins
+        ("check the oven", False, "check the oven timer", "Your 30 minute check the oven timer is done."),
+        ("", True, "30 minute timer", "Your 30 minute timer is done."),  # nothing to be reminded of
+    ],
+)
+def test_a_timer_for_a_thing_or_a_reminder_to_do_something(label: str, said: bool | None, name: str,
+                                                            done: str) -> None:
+    text, reminder = split_reminder(label, said)
+    timer = Timer("t", "u", text, 1800, 0, reminder)
+    assert (timer.name, timer.done_message()) == (name, done)
+
+
 async def test_time_is_spoken_in_the_configured_zone() -> None:
     def fixed(tz: tzinfo | None) -> datetime:
         return datetime(2026, 11, 23, 20, 5, tzinfo=ZoneInfo("UTC")).astimezone(tz)
 
     outcome = await Clock("America/New_York", now=fixed).tell(ToolCall(name="time.now"), TimeArgs())
     assert outcome.text == "It's 3:05 PM on Monday, November 23."
-    assert outcome.data["timezone"] == "America/New_York"
+    assert outcome.data is not None and outcome.data.model_dump()["timezone"] == "America/New_York"
     midnight = await Clock("UTC", now=lambda tz: datetime(2026, 1, 1, 0, 7, tzinfo=tz)).tell(
         ToolCall(name="time.now"), TimeArgs())
     assert midnight.text == "It's 12:07 AM on Thursday, January 1."
+
+
+async def test_time_elsewhere_names_the_place_and_the_day_when_it_differs() -> None:
+    def fixed(tz: tzinfo | None) -> datetime:
+        return datetime(2026, 11, 23, 12, 5, tzinfo=ZoneInfo("UTC")).astimezone(tz)
+
+    clock = Clock("Europe/Paris", now=fixed)
+    asked = ToolCall(name="time.now")
+    tokyo = await clock.tell(asked, TimeArgs(timezone="Asia/Tokyo"))
+    assert tokyo.text == "It's 9:05 PM in Tokyo."
+    assert tokyo.data is not None and tokyo.data.model_dump()["place"] == "Tokyo"
+    # A city alone, any case, with spaces: the zone is found.
+    assert (await clock.tell(asked, TimeArgs(timezone="new york"))).text == "It's 7:05 AM in New York."
+    assert (await clock.tell(asked, TimeArgs(timezone="UTC"))).text == "It's 12:05 PM UTC."
+    home = Clock("America/Los_Angeles", now=fixed)  # Monday 4:05 AM at home, already Tuesday at UTC+14
+    kiritimati = await home.tell(asked, TimeArgs(timezone="Pacific/Kiritimati"))
+    assert kiritimati.text == "It's 2:05 AM on Tuesday in Kiritimati."
+    with pytest.raises(ToolError, match="I don't know a time zone called Mars/Olympus"):
+        await clock.tell(asked, TimeArgs(timezone="Mars/Olympus"))
 
 
 def test_matching_tolerates_transcription_slips() -> None:

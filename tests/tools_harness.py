@@ -36,7 +36,9 @@ async def call(
 
 
 def tools_settings(bus_settings: BusSettings, data_dir: Path, **overrides: Any) -> ToolsSettings:
-    # _env_file=None: a developer's .env must not change what tests see.
+    # _env_file=None: a developer's .env must not change what tests see. No folders and no web search
+    # unless a test asks: the defaults (~/Documents, ddgs over the internet) depend on the machine.
+    defaults: dict[str, Any] = {"search_dirs": [], "web_provider": "searxng" if "searxng_url" in overrides else "off"}
     return ToolsSettings(
         _env_file=None,  # type: ignore[call-arg]
         bus=bus_settings,
@@ -44,7 +46,7 @@ def tools_settings(bus_settings: BusSettings, data_dir: Path, **overrides: Any) 
         timer_poll_s=0.1,
         index_on_start=True,
         reindex_every_s=0,
-        **overrides,
+        **{**defaults, **overrides},
     )
 
 

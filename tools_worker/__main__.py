@@ -24,19 +24,25 @@ def main(argv: list[str] | None = None) -> int:
     index = sub.add_parser("index", help="index changed files in VF_TOOLS_SEARCH_DIRS, with a progress bar")
     index.add_argument("--no-wait", action="store_true", help="give up if another indexer is running")
     index.add_argument("--quiet", action="store_true", help="no progress bar")
+    sub.add_parser("folders", help="print the folders file search covers, one a line")
     export = sub.add_parser("export", help="print one user's notes and memories as JSON")
     export.add_argument("--user", required=True, help="the user (JWT subject)")
     args = parser.parse_args(argv)
 
     settings = ToolsSettings()
     command = args.command or "serve"
-    setup_logging("tools", "WARNING" if command == "export" else settings.bus.log_level, settings.bus.log_json)
+    quiet = command in ("export", "folders")
+    setup_logging("tools", "WARNING" if quiet else settings.bus.log_level, settings.bus.log_json)
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # which CPU build it picked, at INFO
     try:
         if command == "index":
             return _index(settings, wait=not args.no_wait, progress=not args.quiet)
         if command == "export":
             return _export(settings, args.user)
+        if command == "folders":
+            for folder in settings.search_dirs:
+                print(folder)
+            return 0
         return _serve(settings)
     except ModelMissing as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -58,7 +64,7 @@ def _index(settings: ToolsSettings, wait: bool, progress: bool) -> int:
     from .paths import SafePaths
 
     if not settings.search_dirs:
-        print("error: no folders to index: set VF_TOOLS_SEARCH_DIRS (comma-separated)", file=sys.stderr)
+        print("error: no folders to index: set VF_TOOLS_SEARCH_DIRS (comma-separated folders)", file=sys.stderr)
         return 2
     db = open_index_db(settings.index_db)
     try:

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import re
-from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BeforeValidator, Field
 
 from . import records
 from .embeddings import MiniLMEmbedding
@@ -16,19 +13,6 @@ from .phrases import clip, join
 from .records import Kind, Record
 from .registry import ToolError
 from .store import Database
-
-
-def _digits(value: Any) -> Any:
-    # The model may say "3", "#3" or "note 3" for a number, and "" for none.
-    if isinstance(value, str):
-        found = re.search(r"\d+", value)
-        return int(found.group()) if found else (None if not value.strip() else value)
-    return value
-
-
-RecordId = Annotated[int, BeforeValidator(_digits), Field(ge=1, description="the number of the item")]
-#: The same, optional: "" and null both mean "not given".
-MaybeRecordId = Annotated[Annotated[int, Field(ge=1)] | None, BeforeValidator(_digits)]
 
 
 class Book:
@@ -53,7 +37,7 @@ class Book:
     async def get(self, user: str, num: int) -> Record:
         found = await self.db.run(records.get, self.kind, user, num)
         if found is None:
-            raise ToolError(f"You don't have a {self.noun} number {num}.")
+            raise ToolError(f"You don't have a {self.noun} number {num}.", "not_found")
         return found
 
     async def search(self, user: str, query: str) -> list[Scored[Record]]:
@@ -69,25 +53,26 @@ class Book:
         assert query is not None
         matches = await self.search(user, query)
         if not matches:
-            raise ToolError(f"I couldn't find a {self.noun} about {clip(query, 60)}.")
+            raise ToolError(f"I couldn't find a {self.noun} about {clip(query, 60)}.", "not_found")
         winner = clear_winner(matches)
         if winner is None:
             options = matches[:3]
             listing = join([f"number {m.item.num}, {clip(m.item.text, 50)}" for m in options], "or")
             raise ToolError(
                 f"I found {len(matches)} {self.noun}s like that: {listing}. Which one should I {verb}?",
-                {"candidates": [m.item.public() for m in options]},
+                "ambiguous",
+                [m.item.public().model_dump() for m in options],
             )
         return winner
 
     async def update(self, user: str, num: int, text: str) -> Record:
         found = await self.db.run(records.update, self.kind, user, num, text, await self.vector(text))
         if found is None:
-            raise ToolError(f"You don't have a {self.noun} number {num}.")
+            raise ToolError(f"You don't have a {self.noun} number {num}.", "not_found")
         return found
 
     async def delete(self, user: str, num: int) -> Record:
         found = await self.db.run(records.delete, self.kind, user, num)
         if found is None:
-            raise ToolError(f"You don't have a {self.noun} number {num}.")
+            raise ToolError(f"You don't have a {self.noun} number {num}.", "not_found")
         return found

@@ -1,16 +1,16 @@
-"""The current date and time, spoken naturally in the user's time zone."""
+"""The current date and time, spoken naturally, in the user's time zone or the one asked for."""
 
 from __future__ import annotations
 
+import functools
 import zoneinfo
 from collections.abc import Callable
 from datetime import datetime, tzinfo
 
-from pydantic import Field
-
+from voicefleet.catalogue import TimeArgs, TimeNow
 from voicefleet.messages import ToolCall
 
-from .registry import Outcome, Tool, ToolArgs, ToolError
+from .registry import Outcome, Tool, ToolError, bind
 
 
 def spoken_time(moment: datetime) -> str:
@@ -23,37 +23,63 @@ def spoken_date(moment: datetime) -> str:
     return f"{moment:%A}, {moment:%B} {moment.day}"
 
 
-class TimeArgs(ToolArgs):
-    timezone: str | None = Field(None, description="IANA time zone, e.g. Asia/Tokyo (default: the user's)")
+@functools.cache
+def _zones_by_city() -> dict[str, str]:
+    # "tokyo" -> "Asia/Tokyo", so that a bare city name ("Tokyo", "new york") works too.
+    cities: dict[str, str] = {}
+    for name in sorted(zoneinfo.available_timezones()):
+        cities.setdefault(name.rsplit("/", 1)[-1].replace("_", " ").casefold(), name)
+    return cities
+
+
+def find_zone(name: str) -> str | None:
+    """The IANA name meant by ``name`` ("Asia/Tokyo", "asia/tokyo", "Tokyo", "New York"), or None."""
+    wanted = name.strip().replace(" ", "_")
+    try:
+        zoneinfo.ZoneInfo(wanted)
+        return wanted
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        pass
+    folded = {z.casefold(): z for z in zoneinfo.available_timezones()}
+    return folded.get(wanted.casefold()) or _zones_by_city().get(name.strip().replace("_", " ").casefold())
+
+
+def place(zone: str) -> str:
+    """What to call a zone when speaking: "Asia/Tokyo" -> "Tokyo"; "" for UTC-like names without a city."""
+    return zone.rsplit("/", 1)[-1].replace("_", " ") if "/" in zone else ""
 
 
 class Clock:
-    """``time.now``: the zone comes from settings ("" means the system's own)."""
+    """``time.now``: the user's zone comes from settings ("" means the system's own)."""
 
     def __init__(self, zone: str = "", now: Callable[[tzinfo | None], datetime] = datetime.now) -> None:
         self.zone_name = zone
         self._now = now
 
-    def zone(self, name: str | None = None) -> tzinfo | None:
-        name = name or self.zone_name
-        if not name:
-            return None  # system local time
-        try:
-            return zoneinfo.ZoneInfo(name)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-            raise ToolError(f"I don't know the time zone {name!r}.") from exc
-
-    def now(self, zone: str | None = None) -> datetime:
-        tz = self.zone(zone)
-        return self._now(tz) if tz is not None else self._now(None).astimezone()
+    def now(self, zone: str = "") -> datetime:
+        name = zone or self.zone_name
+        return self._now(zoneinfo.ZoneInfo(name)) if name else self._now(None).astimezone()
 
     async def tell(self, call: ToolCall, args: TimeArgs) -> Outcome:
-        moment = self.now(args.timezone)
-        where = f" in {args.timezone.split('/')[-1].replace('_', ' ')}" if args.timezone else ""
-        text = f"It's {spoken_time(moment)}{where} on {spoken_date(moment)}."
-        data = {"iso": moment.isoformat(timespec="seconds"), "timezone": str(moment.tzinfo),
-                "weekday": f"{moment:%A}", "date": moment.date().isoformat()}
+        zone = ""
+        if args.timezone:
+            found = find_zone(args.timezone)
+            if found is None:
+                raise ToolError(f"I don't know a time zone called {args.timezone}; "
+                                "try a city, like Tokyo or Europe/Paris.", "unknown_zone")
+            zone = found
+        moment = self.now(zone)
+        where = place(zone)
+        if not zone:
+            text = f"It's {spoken_time(moment)} on {spoken_date(moment)}."
+        else:
+            # Elsewhere, the day matters only when it is not the user's own.
+            day = "" if moment.date() == self.now().date() else f" on {moment:%A}"
+            at = f" in {where}" if where else f" {zone}"
+            text = f"It's {spoken_time(moment)}{day}{at}."
+        data = TimeNow(iso=moment.isoformat(timespec="seconds"), timezone=zone or str(moment.tzinfo), place=where,
+                       weekday=f"{moment:%A}", date=moment.date().isoformat())
         return Outcome(True, text, data)
 
     def tools(self) -> list[Tool]:
-        return [Tool("time.now", "The current date and time.", TimeArgs, self.tell, per_user=False)]
+        return [bind("time.now", self.tell)]

@@ -37,6 +37,8 @@ from llama_index.vector_stores.faiss import FaissVectorStore
 from rapidfuzz import fuzz, process
 from tqdm import tqdm  # type: ignore[import-untyped]
 
+from voicefleet import catalogue
+
 from .embeddings import DIMENSION, MiniLMEmbedding
 from .paths import SafePaths
 from .store import Database, transaction
@@ -383,15 +385,15 @@ class FileHit:
     def name(self) -> str:
         return self.path.name
 
-    def public(self) -> dict[str, object]:
-        return {
-            "name": self.name,
-            "path": str(self.path.relative_to(self.root)) if self.path.is_relative_to(self.root) else self.name,
-            "folder": self.root.name,
-            "score": round(self.score, 3),
-            "match": self.match,
-            "snippet": self.snippet,
-        }
+    def public(self) -> catalogue.FileHit:
+        return catalogue.FileHit(
+            name=self.name,
+            path=str(self.path.relative_to(self.root)) if self.path.is_relative_to(self.root) else self.name,
+            folder=self.root.name,
+            score=round(self.score, 3),
+            match=self.match,
+            snippet=self.snippet,
+        )
 
 
 @dataclass

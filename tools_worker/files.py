@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-from pydantic import Field
-
+from voicefleet.catalogue import FileResults, QueryArgs
 from voicefleet.messages import ToolCall
 
 from .file_index import FileHit, FileSearch
 from .paths import PathRefused, SafePaths
 from .phrases import clip, count, join
-from .registry import Outcome, Tool, ToolArgs
-
-
-class FileQuery(ToolArgs):
-    query: str = Field(min_length=1, max_length=500, description="words from the file, or its name")
+from .registry import Outcome, Tool, bind, refuse
 
 
 class FilesTools:
@@ -25,36 +20,36 @@ class FilesTools:
         self.index, self.safe, self.top_k = search, safe, top_k
         self.indexing = False  # set by the worker while a background pass runs
 
-    async def search(self, call: ToolCall, args: FileQuery) -> Outcome:
+    async def search(self, call: ToolCall, args: QueryArgs) -> Outcome:
         if self.index is None or not self.safe.roots:
-            return Outcome(False, "File search isn't set up: no folders are configured.", {"error": "not_configured"})
+            return refuse("File search isn't set up: no folders are configured.", "not_configured")
         if SafePaths.looks_like_path(args.query):
             return self._by_path(args.query)
         hits = await asyncio.to_thread(self.index.search, args.query, self.top_k)
         # File text is whatever landed in those folders: treat it like web text.
-        data = {"untrusted": True, "query": args.query, "results": [h.public() for h in hits]}
+        data = FileResults(query=args.query, results=[h.public() for h in hits])
         if hits:
             return Outcome(True, _spoken(hits), data)
         if self.indexing and self.index.files == 0:
-            return Outcome(False, "I'm still indexing your files; ask me again in a minute.", data)
+            return refuse("I'm still indexing your files; ask me again in a minute.", "indexing")
         return Outcome(True, f"I couldn't find a file about {clip(args.query, 60)}.", data)
 
     def _by_path(self, text: str) -> Outcome:
         try:
             path = self.safe.resolve(text)
         except PathRefused as exc:
-            return Outcome(False, str(exc), {"error": "refused"})
+            return refuse(str(exc), "refused")
         except FileNotFoundError:
-            return Outcome(False, f"I couldn't find {clip(text, 60)} in your folders.", {"results": []})
+            return refuse(f"I couldn't find {clip(text, 60)} in your folders.", "not_found")
         root = self.safe.root_of(path)
         assert root is not None  # resolve() checked it
         if path.is_dir():
-            return Outcome(False, f"{path.name or 'That'} is a folder; ask me for a file in it.", {"results": []})
+            return refuse(f"{path.name or 'That'} is a folder; ask me for a file in it.", "folder")
         hit = FileHit(path, root, 1.0, "path")
-        return Outcome(True, _spoken([hit]), {"untrusted": True, "query": text, "results": [hit.public()]})
+        return Outcome(True, _spoken([hit]), FileResults(query=text, results=[hit.public()]))
 
     def tools(self) -> list[Tool]:
-        return [Tool("files.search", "Find a file by its content or name.", FileQuery, self.search, per_user=False)]
+        return [bind("files.search", self.search)]
 
 
 def _spoken(hits: list[FileHit]) -> str:

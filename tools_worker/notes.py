@@ -2,37 +2,27 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
-
+from voicefleet.catalogue import (
+    DeleteNoteArgs,
+    NoArgs,
+    NoteDeleted,
+    NoteList,
+    NoteMatches,
+    NoteRead,
+    NoteSaved,
+    QueryArgs,
+    ReadNoteArgs,
+    ScoredItem,
+    TextArgs,
+)
 from voicefleet.messages import ToolCall
 
-from .book import Book, MaybeRecordId
+from .book import Book
 from .phrases import clip, count, join
 from .records import Record
-from .registry import Outcome, Tool, ToolArgs
+from .registry import Outcome, Tool, ToolError, bind
 
 SPOKEN_ITEMS = 5  # a longer list is tiring to hear; data still carries all of them
-
-
-class AddNote(ToolArgs):
-    text: str = Field(min_length=1, max_length=4000, description="what the note says")
-
-
-class ReadNote(ToolArgs):
-    id: MaybeRecordId = Field(None, description="the note's number")
-    query: str | None = Field(None, description="words from the note (instead of its number)")
-
-
-class DeleteNote(ReadNote):
-    @model_validator(mode="after")
-    def _one_of(self) -> DeleteNote:
-        if self.id is None and not self.query:
-            raise ValueError("Which note should I delete? Give its number or some words from it.")
-        return self
-
-
-class SearchNotes(ToolArgs):
-    query: str = Field(min_length=1, description="words to look for")
 
 
 def _say(record: Record) -> str:
@@ -45,13 +35,13 @@ class NotesTools:
     def __init__(self, book: Book) -> None:
         self.book = book
 
-    async def add(self, call: ToolCall, args: AddNote) -> Outcome:
+    async def add(self, call: ToolCall, args: TextArgs) -> Outcome:
         record, _ = await self.book.add(call.user, args.text, call.call_id)
-        return Outcome(True, f"Noted. That's note {record.num}.", {"note": record.public()})
+        return Outcome(True, f"Noted. That's note {record.num}.", NoteSaved(note=record.public()))
 
-    async def list_all(self, call: ToolCall, args: ToolArgs) -> Outcome:
+    async def list_all(self, call: ToolCall, args: NoArgs) -> Outcome:
         notes = await self.book.all(call.user)
-        data = {"notes": [n.public() for n in notes]}
+        data = NoteList(notes=[n.public() for n in notes])
         if not notes:
             return Outcome(True, "You don't have any notes yet.", data)
         latest = notes[-SPOKEN_ITEMS:]
@@ -60,30 +50,31 @@ class NotesTools:
             lead += f". The latest {len(latest)} are"
         return Outcome(True, f"{lead}: {join([_say(n) for n in latest])}.", data)
 
-    async def read(self, call: ToolCall, args: ReadNote) -> Outcome:
+    async def read(self, call: ToolCall, args: ReadNoteArgs) -> Outcome:
         if args.id is not None:
             note = await self.book.get(call.user, args.id)
-            return Outcome(True, f"Note {note.num} says: {note.text}", {"note": note.public()})
+            return Outcome(True, f"Note {note.num} says: {note.text}", NoteRead(note=note.public()))
         if args.query:
             matches = await self.book.search(call.user, args.query)
             if not matches:
-                return Outcome(False, f"I couldn't find a note about {clip(args.query, 60)}.", {"notes": []})
+                raise ToolError(f"I couldn't find a note about {clip(args.query, 60)}.", "not_found")
             note = matches[0].item
-            return Outcome(True, f"Note {note.num} says: {note.text}", {"note": note.public()})
+            return Outcome(True, f"Note {note.num} says: {note.text}", NoteRead(note=note.public()))
         notes = await self.book.all(call.user)
         if not notes:
-            return Outcome(True, "You don't have any notes yet.", {"notes": []})
+            return Outcome(True, "You don't have any notes yet.", NoteRead(note=None))
         note = notes[-1]
-        return Outcome(True, f"Your latest note, number {note.num}, says: {note.text}", {"note": note.public()})
+        return Outcome(True, f"Your latest note, number {note.num}, says: {note.text}", NoteRead(note=note.public()))
 
-    async def delete(self, call: ToolCall, args: DeleteNote) -> Outcome:
+    async def delete(self, call: ToolCall, args: DeleteNoteArgs) -> Outcome:
         target = await self.book.find(call.user, args.id, args.query, "delete")
         removed = await self.book.delete(call.user, target.num)
-        return Outcome(True, f"I deleted {_say(removed)}.", {"deleted": removed.public()})
+        return Outcome(True, f"I deleted {_say(removed)}.", NoteDeleted(deleted=removed.public()))
 
-    async def search(self, call: ToolCall, args: SearchNotes) -> Outcome:
+    async def search(self, call: ToolCall, args: QueryArgs) -> Outcome:
         matches = await self.book.search(call.user, args.query)
-        data = {"notes": [{**m.item.public(), "score": round(m.score, 3)} for m in matches]}
+        data = NoteMatches(notes=[ScoredItem(**m.item.public().model_dump(), score=round(m.score, 3))
+                                  for m in matches])
         if not matches:
             return Outcome(True, f"I couldn't find a note about {clip(args.query, 60)}.", data)
         spoken = join([_say(m.item) for m in matches[:3]])
@@ -91,9 +82,9 @@ class NotesTools:
 
     def tools(self) -> list[Tool]:
         return [
-            Tool("notes.add", "Take a note for the user.", AddNote, self.add, mutates=True),
-            Tool("notes.list", "List the user's notes.", ToolArgs, self.list_all),
-            Tool("notes.read", "Read a note by number or words (latest when none given).", ReadNote, self.read),
-            Tool("notes.delete", "Delete a note by number or words.", DeleteNote, self.delete, mutates=True),
-            Tool("notes.search", "Find notes about something.", SearchNotes, self.search),
+            bind("notes.add", self.add),
+            bind("notes.list", self.list_all),
+            bind("notes.read", self.read),
+            bind("notes.delete", self.delete),
+            bind("notes.search", self.search),
         ]

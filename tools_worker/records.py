@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from voicefleet.catalogue import Item
+
 from .store import transaction
 
 MIGRATIONS = [
@@ -58,8 +60,8 @@ class Record:
     updated: float
     embedding: np.ndarray | None = None
 
-    def public(self) -> dict[str, Any]:
-        return {"id": self.num, "text": self.text, "created": self.created, "updated": self.updated}
+    def public(self) -> Item:
+        return Item(id=self.num, text=self.text, created=self.created, updated=self.updated)
 
 
 def _record(row: sqlite3.Row) -> Record:
@@ -146,8 +148,8 @@ def export(conn: sqlite3.Connection, user: str) -> dict[str, Any]:
     """Everything stored for ``user`` as JSON-ready data."""
     return {
         "user": user,
-        "notes": [r.public() for r in all_of(conn, Kind.NOTE, user)],
-        "memories": [r.public() for r in all_of(conn, Kind.MEMORY, user)],
+        "notes": [r.public().model_dump() for r in all_of(conn, Kind.NOTE, user)],
+        "memories": [r.public().model_dump() for r in all_of(conn, Kind.MEMORY, user)],
     }
 
 

@@ -1,11 +1,13 @@
-"""Tool names, their arguments, and dispatch of one call to its handler.
+"""Handlers bound to the tool catalogue, and dispatch of one call to its handler.
 
-Each tool is a :class:`Tool`: a name the orchestrator uses (``notes.add``), a
-pydantic model of its arguments, and an async handler returning an
-:class:`Outcome`. Bad arguments and unknown names become a refusal with a
-sentence, never an exception. Tools that change something (``mutates``) keep
-their answer per ``call_id``, so a call redelivered after a worker died gets the
-same answer instead of doing it twice.
+Each tool is a :class:`Tool`: an entry of :mod:`voicefleet.catalogue` (name,
+argument model, result model) and an async handler returning an
+:class:`Outcome`. The registry holds exactly the catalogue: a catalogue tool
+without a handler, or a handler without an entry, stops the worker at start.
+Bad arguments and unknown names become a refusal with a sentence, never an
+exception. Tools that change something (``mutates``) keep their answer per
+``call_id``, so a call redelivered after a worker died gets the same answer
+instead of doing it twice.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
+from voicefleet.catalogue import CATALOGUE, Refusal, ToolArgs, ToolData, ToolSpec, spec
 from voicefleet.messages import ToolCall, ToolResult
 
 from . import records
@@ -25,27 +28,29 @@ from .store import Database
 log = logging.getLogger(__name__)
 
 
-class ToolArgs(BaseModel):
-    """Base of every tool's arguments: lenient about extras, strips whitespace."""
-
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
-
-
 @dataclass
 class Outcome:
-    """What a handler produced: ``text`` is one or two sentences to speak."""
+    """What a handler produced: ``text`` is one or two sentences to speak.
+
+    ``data`` is the tool's result model when ``ok``, a :class:`Refusal` otherwise.
+    """
 
     ok: bool
     text: str
-    data: Any = None
+    data: ToolData | None = None
 
 
 class ToolError(Exception):
-    """A refusal the user should hear (``str()`` is the sentence); ``data`` goes along."""
+    """A refusal the user should hear (``str()`` is the sentence)."""
 
-    def __init__(self, text: str, data: Any = None) -> None:
+    def __init__(self, text: str, error: str = "refused", candidates: list[dict[str, Any]] | None = None) -> None:
         super().__init__(text)
-        self.data = data
+        self.data = Refusal(error=error, candidates=candidates or [])
+
+
+def refuse(text: str, error: str, candidates: list[dict[str, Any]] | None = None) -> Outcome:
+    """A refusal as an outcome (for handlers that return rather than raise)."""
+    return Outcome(False, text, Refusal(error=error, candidates=candidates or []))
 
 
 Handler = Callable[[ToolCall, Any], Awaitable[Outcome]]
@@ -53,14 +58,27 @@ Handler = Callable[[ToolCall, Any], Awaitable[Outcome]]
 
 @dataclass(frozen=True)
 class Tool:
-    """One tool the assistant can call."""
+    """A catalogue entry with the handler that runs it."""
 
-    name: str
-    summary: str
-    args: type[ToolArgs]
+    spec: ToolSpec
     run: Handler
-    per_user: bool = True
-    mutates: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def args(self) -> type[ToolArgs]:
+        return self.spec.args
+
+
+def bind(name: str, run: Handler) -> Tool:
+    """The handler ``run`` for the catalogue tool ``name`` (``KeyError`` when it has no entry)."""
+    return Tool(spec(name), run)
+
+
+class CatalogueMismatch(RuntimeError):
+    """The handlers do not cover the catalogue exactly: the worker must not start."""
 
 
 @dataclass
@@ -72,41 +90,60 @@ class Registry:
 
     @classmethod
     def of(cls, tools: Iterable[Tool], db: Database | None = None) -> Registry:
-        return cls({t.name: t for t in tools}, db)
+        """A handler for every catalogue tool and for nothing else, or :class:`CatalogueMismatch`."""
+        by_name: dict[str, Tool] = {}
+        for tool in tools:
+            if tool.name in by_name:
+                raise CatalogueMismatch(f"two handlers for {tool.name}")
+            by_name[tool.name] = tool
+        missing = sorted(set(CATALOGUE) - set(by_name))
+        extra = sorted(set(by_name) - set(CATALOGUE))
+        if missing or extra:
+            raise CatalogueMismatch(f"tools without a handler: {missing}; handlers without a catalogue entry: {extra}")
+        return cls(by_name, db)
 
     async def dispatch(self, call: ToolCall) -> ToolResult:
         """Run one call; always returns a result (``ok=False`` with a sentence on refusal)."""
         tool = self.tools.get(call.name)
         if tool is None:
-            known = ", ".join(sorted(self.tools))
-            return _result(call, Outcome(False, f"I don't have a tool called {call.name!r}.", {"tools": known}))
-        if tool.per_user and not call.user:
-            return _result(call, Outcome(False, "I can't tell who you are, so I can't use your saved data."))
+            return _answer(call, refuse(f"I don't have a tool called {call.name!r}.", "unknown_tool"))
+        if tool.spec.per_user and not call.user:
+            return _answer(call, refuse("I can't tell who you are, so I can't use your saved data.", "no_user"))
         try:
             args = tool.args.model_validate(call.args or {})
         except ValidationError as exc:
-            return _result(call, Outcome(False, explain(tool, exc), {"error": "bad_args"}))
-        if tool.mutates and self.db is not None:
+            return _answer(call, refuse(explain(tool, exc), "bad_args"))
+        if tool.spec.mutates and self.db is not None:
             cached = await self.db.run(records.cached_result, call.call_id, call.user)
             if cached is not None:
                 log.info("call %s was answered before; repeating that answer", call.call_id)
-                return _result(call, Outcome(cached["ok"], cached["text"], cached.get("data")))
+                return _result(call, cached["ok"], cached["text"], cached.get("data"))
         try:
             outcome = await tool.run(call, args)
         except ToolError as exc:
             outcome = Outcome(False, str(exc), exc.data)
-        if tool.mutates and self.db is not None:
+        expected = tool.spec.result if outcome.ok else Refusal
+        if not isinstance(outcome.data, expected):
+            # A handler broke the catalogue's contract: a bug, answered as an internal error.
+            raise TypeError(f"{call.name} answered {type(outcome.data).__name__}, not {expected.__name__}")
+        data = outcome.data.model_dump(mode="json")
+        if tool.spec.mutates and self.db is not None:
             await self.db.run(
                 records.remember_result,
                 call.call_id,
                 call.user,
                 call.name,
-                {"ok": outcome.ok, "text": outcome.text, "data": outcome.data},
+                {"ok": outcome.ok, "text": outcome.text, "data": data},
             )
-        return _result(call, outcome)
+        return _result(call, outcome.ok, outcome.text, data)
 
 
-def _result(call: ToolCall, outcome: Outcome) -> ToolResult:
+def _answer(call: ToolCall, outcome: Outcome) -> ToolResult:
+    data = outcome.data.model_dump(mode="json") if outcome.data is not None else None
+    return _result(call, outcome.ok, outcome.text, data)
+
+
+def _result(call: ToolCall, ok: bool, text: str, data: dict[str, Any] | None) -> ToolResult:
     return ToolResult(
         session_id=call.session_id,
         turn_id=call.turn_id,
@@ -114,15 +151,15 @@ def _result(call: ToolCall, outcome: Outcome) -> ToolResult:
         ts=dict(call.ts),
         call_id=call.call_id,
         name=call.name,
-        ok=outcome.ok,
-        text=outcome.text,
-        data=outcome.data,
+        ok=ok,
+        text=text,
+        data=data,
     ).stamp("tool_done")  # type: ignore[return-value]
 
 
 def failure(call: ToolCall, text: str, code: str) -> ToolResult:
     """An error answer for a call that could not run (timeout, internal error)."""
-    return _result(call, Outcome(False, text, {"error": code}))
+    return _answer(call, refuse(text, code))
 
 
 def explain(tool: Tool, exc: ValidationError) -> str:

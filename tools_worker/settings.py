@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import zoneinfo
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from voicefleet.settings import ServiceSettings
@@ -18,6 +18,16 @@ def default_data_dir() -> Path:
     if local.is_dir():
         return local.resolve()
     return Path.home() / ".local" / "share" / "voicefleet"
+
+
+#: The project's own drop folder for file search (``data/files/README.txt`` is committed).
+PROJECT_FILES = Path(__file__).resolve().parent.parent / "data" / "files"
+
+
+def default_search_dirs() -> list[Path]:
+    """The user's Documents folder when there is one, plus the project's ``data/files/``."""
+    documents = Path.home() / "Documents"
+    return [d for d in (documents, PROJECT_FILES) if d.is_dir()]
 
 
 class ToolsSettings(ServiceSettings):
@@ -33,7 +43,8 @@ class ToolsSettings(ServiceSettings):
 
     # --- file search ---
     search_dirs: Annotated[list[Path], NoDecode] = Field(
-        default_factory=list, description="Comma-separated folders that file search covers"
+        default_factory=default_search_dirs,
+        description="Comma-separated folders that file search covers (unset: ~/Documents and data/files; '' = off)",
     )
     reindex_every_s: float = Field(
         300.0, ge=0, description="Look for changed files this often in the background (0: only at start)"
@@ -44,8 +55,11 @@ class ToolsSettings(ServiceSettings):
     embed_threads: int = Field(0, ge=0, description="onnxruntime threads for embeddings (0: its default)")
 
     # --- web search ---
-    searxng_url: str = Field("", description="SearxNG base URL, e.g. http://127.0.0.1:8888 ('' = off)")
-    web_timeout_s: float = Field(3.0, gt=0)
+    web_provider: Literal["auto", "ddgs", "searxng", "off"] = Field(
+        "auto", description="auto: SearxNG when VF_TOOLS_SEARXNG_URL is set, else ddgs (no key) when installed"
+    )
+    searxng_url: str = Field("", description="Self-hosted SearxNG base URL, e.g. http://127.0.0.1:8888")
+    web_timeout_s: float = Field(3.0, gt=0, description="A web search gives up after this long")
     web_max_results: int = Field(5, ge=1, le=20)
 
     # --- time and timers ---
@@ -60,6 +74,12 @@ class ToolsSettings(ServiceSettings):
         if isinstance(value, str):
             return [Path(part.strip()).expanduser() for part in value.split(",") if part.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _searxng_needs_a_url(self) -> ToolsSettings:
+        if self.web_provider == "searxng" and not self.searxng_url:
+            raise ValueError("VF_TOOLS_WEB_PROVIDER=searxng needs VF_TOOLS_SEARXNG_URL")
+        return self
 
     @field_validator("data_dir", mode="after")
     @classmethod

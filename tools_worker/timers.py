@@ -18,14 +18,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import Field
 from rapidfuzz import fuzz
 
 from voicefleet.bus import REDIS_DOWN, Backoff, Bus
+from voicefleet.catalogue import CancelTimerArgs, NoArgs, SetTimerArgs, TimerInfo, TimerList, TimersCancelled, TimerSet
 from voicefleet.messages import Notice, SpeakRequest, ToolCall, new_id
 
 from .phrases import count, duration, duration_adjective, join
-from .registry import Outcome, Tool, ToolArgs, ToolError
+from .registry import Outcome, Tool, ToolError, bind
 
 log = logging.getLogger(__name__)
 
@@ -43,51 +43,78 @@ return ids
 
 @dataclass
 class Timer:
-    """One timer of one user."""
+    """One timer of one user; a ``reminder`` has an action as its label ("check the oven")."""
 
     id: str
     user: str
     label: str
     seconds: float
     due: float
+    reminder: bool = False
 
     @classmethod
     def from_hash(cls, timer_id: str, fields: dict[Any, Any]) -> Timer:
         f = {_text(k): _text(v) for k, v in fields.items()}
-        return cls(timer_id, f["user"], f.get("label", ""), float(f["seconds"]), float(f["due"]))
+        return cls(timer_id, f["user"], f.get("label", ""), float(f["seconds"]), float(f["due"]),
+                   f.get("reminder") == "1")
 
     def to_hash(self) -> dict[Any, Any]:
-        return {"user": self.user, "label": self.label, "seconds": repr(self.seconds), "due": repr(self.due)}
+        return {"user": self.user, "label": self.label, "seconds": repr(self.seconds), "due": repr(self.due),
+                "reminder": "1" if self.reminder else "0"}
 
     @property
     def name(self) -> str:
-        """How to call it: "pasta timer", or "5 minute timer" when it has no label."""
+        """How to call it: "pasta timer", "reminder to check the oven", or "5 minute timer"."""
+        if self.reminder:
+            return f"reminder to {self.label}"
         return f"{self.label} timer" if self.label else f"{duration_adjective(self.seconds)} timer"
 
     def done_message(self) -> str:
+        if self.reminder:
+            return f"Time to {self.label}."
         label = f" {self.label}" if self.label else ""
         return f"Your {duration_adjective(self.seconds)}{label} timer is done."
 
-    def public(self, now: float) -> dict[str, Any]:
-        return {"id": self.id, "label": self.label, "seconds": self.seconds, "due": self.due,
-                "remaining_s": max(0.0, round(self.due - now, 1))}
+    def set_message(self) -> str:
+        if self.reminder:
+            return f"Okay, I'll remind you to {self.label} in {duration(self.seconds)}."
+        what = f"{self.label[:1].upper()}{self.label[1:]} timer" if self.label else "Timer"
+        return f"{what} set for {duration(self.seconds)}."
+
+    def public(self, now: float) -> TimerInfo:
+        return TimerInfo(id=self.id, label=self.label, reminder=self.reminder, seconds=self.seconds, due=self.due,
+                         remaining_s=max(0.0, round(self.due - now, 1)))
 
 
 def _label(value: str | None) -> str:
-    words = (value or "").strip().rstrip(".").split()
+    words = (value or "").strip().rstrip(".!").split()
     if words and words[-1].lower() == "timer":  # "pasta timer" -> "pasta": we add "timer" ourselves
         words = words[:-1]
     return " ".join(words)
 
 
-class SetTimer(ToolArgs):
-    seconds: float = Field(description="how long the timer runs, in seconds")
-    label: str | None = Field(None, max_length=60, description="what the timer is for, e.g. pasta")
+# Verbs a reminder starts with ("check the oven", "call mum"); a label like "pasta" or "egg 3" is a thing.
+_ACTIONS = frozenset(
+    "ask book bring buy call change check clean close collect cook do drink eat email feed fetch finish flip get "
+    "give go leave let lock make move open order pack pay phone pick plug post put read remove reply ring send "
+    "set start stir stop switch take text tidy turn unplug visit wake walk wash watch water write".split()
+)
 
 
-class CancelTimer(ToolArgs):
-    id: str | None = Field(None, description="the timer's id")
-    label: str | None = Field(None, description="the timer's label, e.g. pasta")
+def split_reminder(label: str, said: bool | None) -> tuple[str, bool]:
+    """The label as it will be spoken, and whether it is a reminder (the caller's word wins)."""
+    words = label.split()
+    if words and words[0].lower() == "to":  # "to check the oven"
+        words = words[1:]
+        said = True if said is None else said
+    for lead in (["remind", "me", "to"], ["remind", "me"], ["remember", "to"]):
+        if [w.lower() for w in words[: len(lead)]] == lead:
+            words = words[len(lead):]
+            said = True if said is None else said
+    text = " ".join(words)
+    if said is None:
+        said = bool(words) and words[0].lower() in _ACTIONS
+    return text, bool(said and text)
 
 
 class Timers:
@@ -100,7 +127,7 @@ class Timers:
         self.fired = 0
 
     # --- tools -------------------------------------------------------------
-    async def set(self, call: ToolCall, args: SetTimer) -> Outcome:
+    async def set(self, call: ToolCall, args: SetTimerArgs) -> Outcome:
         if args.seconds < 1:
             raise ToolError("A timer needs to run for at least one second.")
         if args.seconds > self.max_seconds:
@@ -108,7 +135,8 @@ class Timers:
         existing = await self.mine(call.user)
         if len(existing) >= self.max_per_user:
             raise ToolError(f"You already have {count(len(existing), 'timer')}; cancel one first.")
-        timer = Timer(call.call_id, call.user, _label(args.label), float(args.seconds), time.time() + args.seconds)
+        label, reminder = split_reminder(_label(args.label), args.reminder)
+        timer = Timer(call.call_id, call.user, label, float(args.seconds), time.time() + args.seconds, reminder)
         pipe = self.bus.redis.pipeline(transaction=True)
         pipe.hset(self.keys.timer(timer.id), mapping=timer.to_hash())
         # A forgotten hash (fleet down for a day) expires by itself.
@@ -116,43 +144,51 @@ class Timers:
         pipe.zadd(self.keys.timers, {timer.id: timer.due})
         pipe.zadd(self.keys.user_timers(call.user), {timer.id: timer.due})
         await pipe.execute()
-        what = f"{timer.label[:1].upper()}{timer.label[1:]} timer" if timer.label else "Timer"
-        return Outcome(True, f"{what} set for {duration(timer.seconds)}.", {"timer": timer.public(time.time())})
+        return Outcome(True, timer.set_message(), TimerSet(timer=timer.public(time.time())))
 
-    async def list_all(self, call: ToolCall, args: ToolArgs) -> Outcome:
+    async def list_all(self, call: ToolCall, args: NoArgs) -> Outcome:
         now = time.time()
         timers = await self.mine(call.user)
-        data = {"timers": [t.public(now) for t in timers]}
+        data = TimerList(timers=[t.public(now) for t in timers])
         if not timers:
             return Outcome(True, "You don't have any timers running.", data)
         parts = [f"{t.name} with {duration(max(0.0, t.due - now))} left" for t in timers[:5]]
         return Outcome(True, f"You have {count(len(timers), 'timer')}: {join(parts)}.", data)
 
-    async def cancel(self, call: ToolCall, args: CancelTimer) -> Outcome:
+    async def cancel(self, call: ToolCall, args: CancelTimerArgs) -> Outcome:
         timers = await self.mine(call.user)
+        if not timers:
+            if args.all:  # nothing to cancel is what was wanted
+                return Outcome(True, "You don't have any timers running.", TimersCancelled(cancelled=[]))
+            raise ToolError("You don't have any timers running.", "not_found")
         if args.id:
             chosen = [t for t in timers if t.id == args.id]
         elif args.label:
             chosen = _by_label(timers, args.label)
         else:
             chosen = timers
-        if not timers:
-            raise ToolError("You don't have any timers running.")
+        now = time.time()
         if not chosen:
-            raise ToolError("I couldn't find that timer.", {"timers": [t.public(time.time()) for t in timers]})
-        if len(chosen) > 1:
+            raise ToolError("I couldn't find that timer.", "not_found", _dumped(timers, now))
+        if len(chosen) > 1 and not args.all:
             names = join([t.name for t in chosen], "or")
-            raise ToolError(f"You have {count(len(chosen), 'timer')}: which one, {names}?",
-                            {"candidates": [t.public(time.time()) for t in chosen]})
-        timer = chosen[0]
+            raise ToolError(f"You have {count(len(chosen), 'timer')}: which one, {names}?", "ambiguous",
+                            _dumped(chosen, now))
         pipe = self.bus.redis.pipeline(transaction=True)
-        pipe.delete(self.keys.timer(timer.id))
-        pipe.zrem(self.keys.timers, timer.id)
-        pipe.zrem(self.keys.user_timers(call.user), timer.id)
-        _, removed, _ = await pipe.execute()
-        if not removed:
-            return Outcome(False, f"Your {timer.name} has already gone off.", {"timer": timer.public(time.time())})
-        return Outcome(True, f"I cancelled your {timer.name}.", {"cancelled": timer.public(time.time())})
+        for timer in chosen:
+            pipe.delete(self.keys.timer(timer.id))
+            pipe.zrem(self.keys.timers, timer.id)
+            pipe.zrem(self.keys.user_timers(call.user), timer.id)
+        answers = await pipe.execute()
+        # Those already fired (or cancelled by another call) in the meantime were not in the set any more.
+        cancelled = [t for t, removed in zip(chosen, answers[1::3], strict=True) if removed]
+        data = TimersCancelled(cancelled=[t.public(now) for t in cancelled])
+        if not cancelled:
+            raise ToolError(f"Your {chosen[0].name} has already gone off." if len(chosen) == 1
+                            else "Those timers have already gone off.", "gone")
+        if len(cancelled) == 1:
+            return Outcome(True, f"I cancelled your {cancelled[0].name}.", data)
+        return Outcome(True, f"I cancelled your {count(len(cancelled), 'timer')}.", data)
 
     async def mine(self, user: str) -> list[Timer]:
         """The user's timers, soonest first (ids whose hash vanished are cleaned up)."""
@@ -175,10 +211,9 @@ class Timers:
 
     def tools(self) -> list[Tool]:
         return [
-            Tool("timer.set", "Start a timer.", SetTimer, self.set, mutates=True),
-            Tool("timer.list", "List the user's running timers.", ToolArgs, self.list_all),
-            Tool("timer.cancel", "Cancel a timer by id or label (the only one when none given).",
-                 CancelTimer, self.cancel, mutates=True),
+            bind("timer.set", self.set),
+            bind("timer.list", self.list_all),
+            bind("timer.cancel", self.cancel),
         ]
 
     # --- firing ------------------------------------------------------------
@@ -270,6 +305,10 @@ def _by_label(timers: list[Timer], label: str) -> list[Timer]:
         return exact
     return [t for t in timers if max(fuzz.ratio(wanted, t.label.casefold()), fuzz.ratio(wanted, t.name.casefold()))
             >= 75]
+
+
+def _dumped(timers: list[Timer], now: float) -> list[dict[str, Any]]:
+    return [t.public(now).model_dump() for t in timers]
 
 
 def _text(value: Any) -> str:

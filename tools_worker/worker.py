@@ -34,7 +34,7 @@ from .registry import Registry, failure
 from .settings import ToolsSettings
 from .store import Database
 from .timers import Timers
-from .web import SearxngProvider, WebTools
+from .web import WebTools, choose_provider
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class ToolsService(Service):
                 max_bytes=int(s.max_file_mb * (1 << 20)),
             )
         self.files = FilesTools(self.file_search, safe)
-        provider = SearxngProvider(s.searxng_url, s.web_timeout_s) if s.searxng_url else None
+        provider = choose_provider(s.web_provider, s.searxng_url, s.web_timeout_s)
         self.web = WebTools(provider, s.web_max_results)
         self.timers = Timers(self.bus, s.max_timer_s, s.max_timers_per_user, s.timer_poll_s)
         self.registry = Registry.of(
@@ -99,7 +99,7 @@ class ToolsService(Service):
             "tools: %s; file search over %s; web search %s",
             ", ".join(sorted(self.registry.tools)),
             ", ".join(str(d) for d in s.search_dirs) or "nothing",
-            "via " + s.searxng_url if s.searxng_url else "off",
+            f"via {provider.name}" if provider else "off",
         )
 
     def loops(self) -> list[Coroutine[Any, Any, None]]:
