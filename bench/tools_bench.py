@@ -1,17 +1,20 @@
-"""Tools worker: file indexing speed, search latency, embedding throughput.
+"""Tools worker: file indexing speed, search latency, embedding throughput, web search answer time.
 
-    .venv/bin/python bench/tools_bench.py [--files 200] [--queries 200] [--threads 0]
+    .venv/bin/python bench/tools_bench.py [--files 200] [--queries 200] [--threads 0] [--web-only]
 
 Indexes a generated folder (tests/tools_corpus.py: one subject per file, ten
 topics) into a fresh manifest, re-runs the indexer with nothing changed, then
 times content queries through the same path ``files.search`` uses, and
-embeds short sentences in batches. Prints a table and writes
-bench/results/tools.json.
+embeds short sentences in batches. Then asks ``web.search`` a few questions
+with the default provider on this machine's real network (ddgs over the
+internet, or one sentence when there is none) and times each answer. Prints a
+table and writes bench/results/tools.json (web only: tools_web.json).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 import tempfile
 import time
@@ -27,6 +30,39 @@ from bench.common import summary, table, write  # noqa: E402
 from tools_worker.embeddings import load_embedder  # noqa: E402
 from tools_worker.file_index import FileSearch, Indexer, open_index_db  # noqa: E402
 from tools_worker.paths import SafePaths  # noqa: E402
+from tools_worker.web import WebTools, choose_provider  # noqa: E402
+from voicefleet.catalogue import WebQueryArgs  # noqa: E402
+from voicefleet.messages import ToolCall  # noqa: E402
+
+WEB_QUERIES = ["pancake recipe", "how far is the moon", "weather in Lisbon", "python asyncio tutorial",
+               "opening hours of the louvre"]
+
+
+async def _web(timeout_s: float) -> tuple[str, list[dict[str, object]]]:
+    provider = choose_provider("auto", "", timeout_s)
+    tools = WebTools(provider, 5)
+    answers: list[dict[str, object]] = []
+    try:
+        for query in WEB_QUERIES:
+            t0 = time.perf_counter()
+            outcome = await tools.search(ToolCall(name="web.search", session_id="bench"), WebQueryArgs(query=query))
+            answers.append({"query": query, "s": time.perf_counter() - t0, "ok": outcome.ok, "text": outcome.text})
+    finally:
+        await tools.close()
+    return provider.name if provider else "off", answers
+
+
+def web_rows(timeout_s: float) -> tuple[list[dict[str, object]], dict[str, object]]:
+    """Time web.search answers on this machine's network (no internet: the one-sentence refusal)."""
+    provider, answers = asyncio.run(_web(timeout_s))
+    seconds = [float(str(a["s"])) for a in answers]
+    rows: list[dict[str, object]] = [
+        {"measure": f"web.search answer ({provider}), first", "value": seconds[0], "unit": "s"},
+        {"measure": f"web.search answer ({provider}), slowest of {len(seconds)}", "value": max(seconds), "unit": "s"},
+        {"measure": "web.search answered ok", "value": float(sum(bool(a["ok"]) for a in answers)), "unit": "calls"},
+    ]
+    print(f"web.search said: {answers[0]['text']}")
+    return rows, {"provider": provider, "timeout_s": timeout_s, "answers": answers}
 
 
 def main() -> None:
@@ -34,7 +70,15 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=200)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: its default)")
+    parser.add_argument("--web-only", action="store_true", help="only time web.search answers")
+    parser.add_argument("--web-timeout", type=float, default=3.0, help="VF_TOOLS_WEB_TIMEOUT_S")
     args = parser.parse_args()
+
+    rows_web, web = web_rows(args.web_timeout)
+    if args.web_only:
+        print(table(rows_web, ["measure", "value", "unit"]))
+        print(f"\nwrote {write('tools_web', web)}")
+        return
 
     started = time.perf_counter()
     embedder = load_embedder(args.threads)
@@ -81,6 +125,7 @@ def main() -> None:
         {"measure": "query latency p90", "value": q["p90"], "unit": "ms"},
         {"measure": "right file in top 3", "value": 100.0 * top3 / args.queries, "unit": "%"},
         {"measure": "embedding throughput", "value": per_s, "unit": "sentences/s"},
+        *rows_web,
     ]
     print(table(rows, ["measure", "value", "unit"]))
     path = write("tools", {
@@ -93,6 +138,7 @@ def main() -> None:
         "query_ms": q,
         "top3_accuracy": top3 / args.queries,
         "embedding_sentences_per_s": per_s,
+        "web": web,
     })
     print(f"\nwrote {path}")
 

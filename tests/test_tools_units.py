@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import datetime, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
+from fleet import ROOT
 
 from tools_worker.clock import Clock
 from tools_worker.matching import Scored, clear_winner, keyword_score
 from tools_worker.phrases import duration, duration_adjective, join
 from tools_worker.registry import ToolError
-from tools_worker.settings import ToolsSettings
+from tools_worker.settings import PROJECT_FILES, ToolsSettings
 from tools_worker.timers import Timer, split_reminder
+from tools_worker.web import DdgsProvider, SearxngProvider, choose_provider
 from voicefleet.catalogue import TimeArgs
 from voicefleet.messages import ToolCall
 
@@ -97,3 +102,34 @@ def test_settings_split_folders_and_check_the_zone(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("VF_TOOLS_TIMEZONE", "Mars/Olympus")
     with pytest.raises(ValueError, match="time zone"):
         ToolsSettings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_file_search_covers_documents_and_the_project_folder_by_default(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("VF_TOOLS_SEARCH_DIRS", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert (PROJECT_FILES / "README.txt").is_file()  # committed, so a checkout always has the folder
+    assert ToolsSettings(_env_file=None).search_dirs == [PROJECT_FILES]  # type: ignore[call-arg]
+    (tmp_path / "Documents").mkdir()
+    assert ToolsSettings(_env_file=None).search_dirs == [tmp_path / "Documents", PROJECT_FILES]  # type: ignore[call-arg]
+    monkeypatch.setenv("VF_TOOLS_SEARCH_DIRS", "")  # set but empty: file search is off
+    assert ToolsSettings(_env_file=None).search_dirs == []  # type: ignore[call-arg]
+
+    env = {**os.environ, "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    env.pop("VF_TOOLS_SEARCH_DIRS", None)
+    printed = subprocess.run([sys.executable, "-m", "tools_worker", "folders"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=60, check=True)
+    assert printed.stdout.splitlines() == [str(tmp_path / "Documents"), str(PROJECT_FILES)]
+
+
+async def test_the_web_provider_setting_chooses() -> None:
+    assert choose_provider("off", "http://127.0.0.1:1", 2.0) is None
+    chosen = [choose_provider(kind, url, 2.0) for kind, url in
+              (("auto", ""), ("auto", "http://127.0.0.1:1"), ("ddgs", "http://127.0.0.1:1"), ("searxng", "http://x"))]
+    assert [type(p) for p in chosen] == [DdgsProvider, SearxngProvider, DdgsProvider, SearxngProvider]
+    for provider in chosen:
+        assert provider is not None
+        await provider.close()
+    with pytest.raises(ValueError, match="needs VF_TOOLS_SEARXNG_URL"):
+        ToolsSettings(_env_file=None, web_provider="searxng")  # type: ignore[call-arg]

@@ -16,7 +16,10 @@ from conftest import free_port
 from tools_harness import call, running, tools_settings
 
 from tools_worker.embeddings import MiniLMEmbedding, load_embedder
+from tools_worker.web import OFFLINE, DdgsProvider, Reachability
+from tools_worker.worker import ToolsService
 from voicefleet.bus import Bus
+from voicefleet.catalogue import CATALOGUE, Refusal, read_result
 from voicefleet.messages import Notice, SpeakRequest, ToolCall, ToolResult
 from voicefleet.settings import BusSettings
 
@@ -133,6 +136,133 @@ async def test_a_call_held_by_a_dead_worker_is_answered(
         result = await bus.wait_reply(msg.call_id, 15)
         assert isinstance(result, ToolResult) and result.ok
         assert (await call(bus, "notes.list")).data["notes"][0]["text"] == "survives a crash"
+
+
+def _fits(result: ToolResult) -> ToolResult:
+    """The result's data is what the catalogue promises for it (a Refusal when it was refused)."""
+    if result.ok:
+        assert read_result(result.name, result.data) is not None, (result.name, result.data)
+    else:
+        Refusal.model_validate(result.data)
+    return result
+
+
+def _offline(service: ToolsService) -> None:
+    """Web search through ddgs on a machine with no internet: the probe's host refuses every connection."""
+    assert service.web is not None
+    service.web.provider = DdgsProvider(2.0, Reachability("127.0.0.1", free_port(), timeout_s=1.5))
+
+
+async def test_the_running_worker_serves_exactly_the_catalogue(
+    bus: Bus, bus_settings: BusSettings, tmp_path: Path, embedder: MiniLMEmbedding
+) -> None:
+    async with running(tools_settings(bus_settings, tmp_path), embedder) as service:
+        assert {name: tool.spec for name, tool in service.registry.tools.items()} == CATALOGUE
+        assert all(tool.spec is CATALOGUE[name] for name, tool in service.registry.tools.items())
+
+
+async def test_every_tool_answers_the_intent_layers_calls(
+    bus: Bus, bus_settings: BusSettings, tmp_path: Path, embedder: MiniLMEmbedding
+) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "budget-review.md").write_text("Quarterly budget review: travel costs rose, hiring is frozen.")
+    settings = tools_settings(bus_settings, tmp_path / "data", search_dirs=[folder])
+    called: set[str] = set()
+
+    async def ask(name: str, args: dict[str, object] | None = None, ok: bool = True) -> ToolResult:
+        result = _fits(await call(bus, name, args))
+        assert result.ok is ok, (name, args, result.text)
+        called.add(name)
+        return result
+
+    async with running(settings, embedder) as service:
+        _offline(service)
+        assert (await ask("notes.add", {"text": " Call the dentist on Friday "})).text == "Noted. That's note 1."
+        await ask("notes.add", {"text": "Book the train tickets for Lisbon"})
+        assert "2 notes" in (await ask("notes.list", {})).text
+        assert "Lisbon" in (await ask("notes.search", {"query": "train"})).text
+        assert "dentist" in (await ask("notes.read", {"id": "note 1"})).text
+        assert "dentist" in (await ask("notes.read", {"query": "dentist"})).text
+        assert "Lisbon" in (await ask("notes.read", {})).text  # the latest
+        assert "Lisbon" in (await ask("notes.delete", {"query": "train tickets"})).text
+        assert "dentist" in (await ask("notes.delete", {"id": "#1"})).text
+        assert (await ask("notes.delete", {"id": 1}, ok=False)).data["error"] == "not_found"
+
+        assert (await ask("memory.remember", {"text": "I prefer metric units"})).text == "Okay, I'll remember that."
+        assert "metric" in (await ask("memory.list", {})).text
+        assert "imperial" in (await ask("memory.update", {"id": "1", "text": "I prefer imperial units"})).text
+        assert "imperial" in (await ask("memory.forget", {"query": "units"})).text
+        await ask("memory.remember", {"text": "My sister is Ada"})
+        assert "Ada" in (await ask("memory.forget", {"id": 2})).text
+
+        async with asyncio.timeout(30):  # the background pass at start
+            while service.file_search is None or service.file_search.files < 1:  # noqa: ASYNC110 - indexer thread
+                await asyncio.sleep(0.1)
+        found = await ask("files.search", {"query": "the quarterly budget review"})
+        assert found.data["results"][0]["name"] == "budget-review.md"
+        assert (await ask("web.search", {"query": "pancake recipe"}, ok=False)).text == OFFLINE
+
+        assert (await ask("timer.set", {"seconds": 300.0, "label": "pasta"})).text == "Pasta timer set for 5 minutes."
+        reminder = await ask("timer.set", {"seconds": 1800, "label": "check the oven"})
+        assert reminder.text == "Okay, I'll remind you to check the oven in 30 minutes."
+        assert reminder.data["timer"]["reminder"] is True
+        listed = await ask("timer.list", {})
+        assert "pasta timer" in listed.text and "reminder to check the oven" in listed.text
+        assert (await ask("timer.cancel", {"label": "pasta"})).text == "I cancelled your pasta timer."
+        cancelled = await ask("timer.cancel", {"id": reminder.data["timer"]["id"]})
+        assert cancelled.text == "I cancelled your reminder to check the oven."
+
+        assert (await ask("time.now", {})).text.startswith("It's ")
+        assert (await ask("time.now", {"timezone": "Asia/Tokyo"})).text.endswith(" in Tokyo.")
+        unknown = await ask("time.now", {"timezone": "Mars/Olympus"}, ok=False)
+        assert unknown.text.startswith("I don't know a time zone called Mars/Olympus")
+    assert called == set(CATALOGUE)
+
+
+async def test_cancel_all_timers_and_a_reminder_says_what_it_was_for(
+    bus: Bus, bus_settings: BusSettings, tmp_path: Path, embedder: MiniLMEmbedding
+) -> None:
+    await _open_session(bus, "s-erin", "erin")
+    async with running(tools_settings(bus_settings, tmp_path), embedder):
+        for seconds, label in ((600, "pasta"), (900, "tea"), (1200, None)):
+            assert (await call(bus, "timer.set", {"seconds": seconds, "label": label}, user="erin")).ok
+        await call(bus, "timer.set", {"seconds": 600, "label": "bob's"}, user="bob")
+        vague = _fits(await call(bus, "timer.cancel", {}, user="erin"))
+        assert not vague.ok and vague.text.startswith("You have 3 timers: which one")
+        assert len(vague.data["candidates"]) == 3
+
+        every = _fits(await call(bus, "timer.cancel", {"all": True}, user="erin"))
+        assert every.ok and every.text == "I cancelled your 3 timers." and len(every.data["cancelled"]) == 3
+        assert (await call(bus, "timer.list", user="erin")).data["timers"] == []
+        assert len((await call(bus, "timer.list", user="bob")).data["timers"]) == 1  # only the user's own
+        none_left = _fits(await call(bus, "timer.cancel", {"all": True}, user="erin"))
+        assert none_left.ok and none_left.text == "You don't have any timers running."
+
+        # "Remind me in a second to check the oven": the intent layer sends the action as the label.
+        await call(bus, "timer.set", {"seconds": 1, "label": "check the oven"}, user="erin")
+        notice = None
+        last = "0"
+        async with asyncio.timeout(10):
+            while notice is None:
+                for entry in await bus.read(bus.keys.out("s-erin"), last, block_ms=500):
+                    last = entry.id
+                    if isinstance(entry.message, Notice):
+                        notice = entry.message
+        assert notice.message == "Time to check the oven."
+
+
+async def test_web_search_without_internet_says_so_in_one_sentence(
+    bus: Bus, bus_settings: BusSettings, tmp_path: Path, embedder: MiniLMEmbedding
+) -> None:
+    # The time it takes is measured by bench/tools_bench.py --web-only, on this machine's real network.
+    async with running(tools_settings(bus_settings, tmp_path, web_provider="ddgs"), embedder) as service:
+        assert service.web is not None and service.web.provider is not None
+        assert service.web.provider.name == "ddgs"
+        _offline(service)
+        result = _fits(await call(bus, "web.search", {"query": "pancake recipe"}))
+        assert not result.ok and result.data["error"] == "offline"
+        assert result.text == "I can't reach the internet right now, so I can't search the web."
 
 
 async def _open_session(bus: Bus, sid: str, user: str) -> None:
