@@ -56,7 +56,8 @@ class ToolsSettings(ServiceSettings):
 
     # --- web search ---
     web_provider: Literal["auto", "ddgs", "searxng", "off"] = Field(
-        "auto", description="auto: SearxNG when VF_TOOLS_SEARXNG_URL is set, else ddgs (no key) when installed"
+        "auto", description="ddgs (no key, needs internet), searxng (self-hosted), off; auto: searxng when"
+        " VF_TOOLS_SEARXNG_URL is set, else ddgs"
     )
     searxng_url: str = Field("", description="Self-hosted SearxNG base URL, e.g. http://127.0.0.1:8888")
     web_timeout_s: float = Field(3.0, gt=0, description="A web search gives up after this long")
