@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from tools_corpus import Doc, write_corpus, write_pdf
-from tools_harness import call, running, tools_settings
+from tools_harness import call, indexed, running, tools_settings
 
 from tools_worker.embeddings import MiniLMEmbedding, load_embedder
 from tools_worker.file_index import FileSearch, Indexer, open_index_db
@@ -123,9 +122,7 @@ async def test_files_search_through_the_worker(
 
     settings = tools_settings(bus_settings, tmp_path / "data", search_dirs=[folder])
     async with running(settings, embedder) as service:
-        async with asyncio.timeout(30):  # the background pass at start
-            while service.file_search is None or service.file_search.files < 2:  # noqa: ASYNC110 - indexer thread
-                await asyncio.sleep(0.1)
+        await indexed(service, 2)
         found = await call(bus, "files.search", {"query": "what soil do orchids need"})
         assert found.ok and found.data["results"][0]["name"] == "orchids.md"
         assert found.text.startswith("I found") and "orchids.md" in found.text

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 from conftest import free_port
-from tools_harness import call, running, tools_settings
+from tools_harness import call, indexed, running, tools_settings
 
 from tools_worker.embeddings import MiniLMEmbedding, load_embedder
 from tools_worker.web import OFFLINE, DdgsProvider, Reachability
@@ -196,9 +196,7 @@ async def test_every_tool_answers_the_intent_layers_calls(
         await ask("memory.remember", {"text": "My sister is Ada"})
         assert "Ada" in (await ask("memory.forget", {"id": 2})).text
 
-        async with asyncio.timeout(30):  # the background pass at start
-            while service.file_search is None or service.file_search.files < 1:  # noqa: ASYNC110 - indexer thread
-                await asyncio.sleep(0.1)
+        await indexed(service, 1)
         found = await ask("files.search", {"query": "the quarterly budget review"})
         assert found.data["results"][0]["name"] == "budget-review.md"
         assert (await ask("web.search", {"query": "pancake recipe"}, ok=False)).text == OFFLINE
@@ -241,15 +239,7 @@ async def test_cancel_all_timers_and_a_reminder_says_what_it_was_for(
 
         # "Remind me in a second to check the oven": the intent layer sends the action as the label.
         await call(bus, "timer.set", {"seconds": 1, "label": "check the oven"}, user="erin")
-        notice = None
-        last = "0"
-        async with asyncio.timeout(10):
-            while notice is None:
-                for entry in await bus.read(bus.keys.out("s-erin"), last, block_ms=500):
-                    last = entry.id
-                    if isinstance(entry.message, Notice):
-                        notice = entry.message
-        assert notice.message == "Time to check the oven."
+        assert (await _first_notice(bus, "s-erin")).message == "Time to check the oven."
 
 
 async def test_web_search_without_internet_says_so_in_one_sentence(
@@ -263,6 +253,17 @@ async def test_web_search_without_internet_says_so_in_one_sentence(
         result = _fits(await call(bus, "web.search", {"query": "pancake recipe"}))
         assert not result.ok and result.data["error"] == "offline"
         assert result.text == "I can't reach the internet right now, so I can't search the web."
+
+
+async def _first_notice(bus: Bus, sid: str) -> Notice:
+    """The first Notice on a session's out stream (a timer going off), within 10 s."""
+    last = "0"
+    async with asyncio.timeout(10):
+        while True:
+            for entry in await bus.read(bus.keys.out(sid), last, block_ms=500):
+                last = entry.id
+                if isinstance(entry.message, Notice):
+                    return entry.message
 
 
 async def _open_session(bus: Bus, sid: str, user: str) -> None:
@@ -283,14 +284,7 @@ async def test_a_timer_speaks_on_the_users_sessions(
         listed = await call(bus, "timer.list")
         assert "pasta timer" in listed.text
 
-        notice = None
-        last = "0"
-        async with asyncio.timeout(10):
-            while notice is None:
-                for entry in await bus.read(bus.keys.out("s-alice"), last, block_ms=500):
-                    last = entry.id
-                    if isinstance(entry.message, Notice):
-                        notice = entry.message
+        notice = await _first_notice(bus, "s-alice")
         assert notice.code == "timer" and notice.message == "Your 2 second pasta timer is done."
 
         spoken = [e.message for e in await bus.read(bus.keys.speak, "0", block_ms=100)]

@@ -50,6 +50,13 @@ def tools_settings(bus_settings: BusSettings, data_dir: Path, **overrides: Any) 
     )
 
 
+async def indexed(service: ToolsService, files: int) -> None:
+    """Wait (30 s at most) until the background pass at start has indexed ``files`` files."""
+    async with asyncio.timeout(30):
+        while service.file_search is None or service.file_search.files < files:  # noqa: ASYNC110 - indexer thread
+            await asyncio.sleep(0.1)
+
+
 @contextlib.asynccontextmanager
 async def running(settings: ToolsSettings, embedder: MiniLMEmbedding) -> AsyncIterator[ToolsService]:
     """A ToolsService running in this event loop until the block ends.
