@@ -33,12 +33,17 @@ def running(pid: int) -> bool:
 def test_run_sh_then_kill_all_sh(fleet_env: dict[str, str], tmp_path: Path) -> None:
     port = free_port()
     env = dict(fleet_env)
-    env.update(VF_RUN_DIR=str(tmp_path / "run"), VF_GATEWAY_PORT=str(port), VF_TOOLS_DATA_DIR=str(tmp_path / "data"))
+    env.update(VF_RUN_DIR=str(tmp_path / "run"), VF_GATEWAY_PORT=str(port), VF_TOOLS_DATA_DIR=str(tmp_path / "data"),
+               VF_TOOLS_SEARCH_DIRS=str(tmp_path / "docs"))
+    (tmp_path / "docs").mkdir()
     try:
         started = subprocess.run(["./run.sh", "--no-setup"], cwd=ROOT, env=env, capture_output=True, text=True,
                                  timeout=400)
         assert started.returncode == 0, started.stdout + started.stderr
         assert "the assistant is running" in started.stdout
+        plain = re.sub(r"\x1b\[[0-9;]*m|==> ", "", started.stdout)
+        assert f"file search covers (add folders with VF_TOOLS_SEARCH_DIRS in .env, comma-separated):\n" \
+               f"    {tmp_path / 'docs'}\n" in plain
         token = re.search(r"token:\s+(\S+)", started.stdout).group(1)
         pids = {p.stem: int(p.read_text()) for p in (tmp_path / "run").glob("*.pid")}
         assert {"gateway", "stt-1", "llm-1", "tts-1", "tools-1"} <= set(pids)
