@@ -30,7 +30,7 @@ from bench.common import summary, table, write  # noqa: E402
 from tools_worker.embeddings import load_embedder  # noqa: E402
 from tools_worker.file_index import FileSearch, Indexer, open_index_db  # noqa: E402
 from tools_worker.paths import SafePaths  # noqa: E402
-from tools_worker.web import WebTools, choose_provider  # noqa: E402
+from tools_worker.web import DdgsProvider, Reachability, WebTools, choose_provider  # noqa: E402
 from voicefleet.catalogue import WebQueryArgs  # noqa: E402
 from voicefleet.messages import ToolCall  # noqa: E402
 
@@ -38,8 +38,17 @@ WEB_QUERIES = ["pancake recipe", "how far is the moon", "weather in Lisbon", "py
                "opening hours of the louvre"]
 
 
-async def _web(timeout_s: float) -> tuple[str, list[dict[str, object]]]:
+async def _silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await reader.read()  # accepts, never answers: like a network that swallows packets
+
+
+async def _web(timeout_s: float, blackhole: bool = False) -> tuple[str, list[dict[str, object]]]:
     provider = choose_provider("auto", "", timeout_s)
+    server = None
+    if blackhole:  # the worst offline case: the probe's handshake never gets an answer, only its timeout ends it
+        server = await asyncio.start_server(_silent, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        provider = DdgsProvider(timeout_s, Reachability("127.0.0.1", port, timeout_s=min(1.5, timeout_s)))
     tools = WebTools(provider, 5)
     answers: list[dict[str, object]] = []
     try:
@@ -49,20 +58,25 @@ async def _web(timeout_s: float) -> tuple[str, list[dict[str, object]]]:
             answers.append({"query": query, "s": time.perf_counter() - t0, "ok": outcome.ok, "text": outcome.text})
     finally:
         await tools.close()
+        if server is not None:
+            server.close()
     return provider.name if provider else "off", answers
 
 
 def web_rows(timeout_s: float) -> tuple[list[dict[str, object]], dict[str, object]]:
     """Time web.search answers on this machine's network (no internet: the one-sentence refusal)."""
     provider, answers = asyncio.run(_web(timeout_s))
+    _, dropped = asyncio.run(_web(timeout_s, blackhole=True))
     seconds = [float(str(a["s"])) for a in answers]
     rows: list[dict[str, object]] = [
         {"measure": f"web.search answer ({provider}), first", "value": seconds[0], "unit": "s"},
         {"measure": f"web.search answer ({provider}), slowest of {len(seconds)}", "value": max(seconds), "unit": "s"},
         {"measure": "web.search answered ok", "value": float(sum(bool(a["ok"]) for a in answers)), "unit": "calls"},
+        {"measure": "web.search, probe never answered, slowest", "value": max(float(str(a["s"])) for a in dropped),
+         "unit": "s"},
     ]
-    print(f"web.search said: {answers[0]['text']}")
-    return rows, {"provider": provider, "timeout_s": timeout_s, "answers": answers}
+    print(f"web.search said: {answers[0]['text']}\nwhen the probe is never answered: {dropped[0]['text']}")
+    return rows, {"provider": provider, "timeout_s": timeout_s, "answers": answers, "packets_dropped": dropped}
 
 
 def main() -> None:

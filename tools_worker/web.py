@@ -1,7 +1,9 @@
 """Web search behind a provider interface: ``ddgs`` (no key) or a self-hosted SearxNG.
 
 With no internet the search answers one sentence at once instead of waiting
-for every engine to time out: a short TCP probe of a well-known host comes first.
+for every engine to time out: a short TLS probe of a well-known host comes first
+(TLS, not just TCP: an intercepting network accepts every connection but cannot
+show the host's certificate).
 
 Results are untrusted text from strangers: they are cleaned of control
 characters, cut to a length, marked ``{"untrusted": true}`` for the LLM, and
@@ -14,6 +16,7 @@ import abc
 import asyncio
 import logging
 import re
+import ssl
 import time
 from typing import Any
 
@@ -94,7 +97,7 @@ class SearxngProvider(SearchProvider):
 
 
 class Reachability:
-    """Whether the internet answers: a TCP connect to ``host``, remembered briefly when it worked."""
+    """Whether the internet answers: a TLS handshake with ``host``, remembered for a minute when it worked."""
 
     def __init__(self, host: str = "duckduckgo.com", port: int = 443, timeout_s: float = 1.5) -> None:
         self.host, self.port, self.timeout_s = host, port, timeout_s
@@ -104,8 +107,12 @@ class Reachability:
         if time.monotonic() < self._online_until:
             return True
         try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), self.timeout_s)
-        except (OSError, TimeoutError):
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(self.host, self.port, ssl=ssl.create_default_context(),
+                                        server_hostname=self.host),
+                self.timeout_s,
+            )
+        except (OSError, TimeoutError):  # ssl.SSLError is an OSError
             return False
         writer.close()
         self._online_until = time.monotonic() + 60.0
