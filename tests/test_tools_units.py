@@ -41,6 +41,7 @@ def test_durations_and_lists_read_naturally() -> None:
         ("check the oven", None, "reminder to check the oven", "Time to check the oven."),
         ("to call mum", None, "reminder to call mum", "Time to call mum."),
         ("remind me to stretch", None, "reminder to stretch", "Time to stretch."),
+        ("call my mother", None, "reminder to call your mother", "Time to call your mother."),
         ("stretch", True, "reminder to stretch", "Time to stretch."),  # the caller's word wins
         ("check the oven", False, "check the oven timer", "Your 30 minute check the oven timer is done."),
         ("", True, "30 minute timer", "Your 30 minute timer is done."),  # nothing to be reminded of

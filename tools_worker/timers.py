@@ -101,6 +101,10 @@ _ACTIONS = frozenset(
 )
 
 
+# "remind me to call my mother" is said back as "Time to call your mother."
+_SECOND_PERSON = {"my": "your", "me": "you", "i": "you", "myself": "yourself", "mine": "yours", "i'm": "you're"}
+
+
 def split_reminder(label: str, said: bool | None) -> tuple[str, bool]:
     """The label as it will be spoken, and whether it is a reminder (the caller's word wins)."""
     words = label.split()
@@ -111,9 +115,11 @@ def split_reminder(label: str, said: bool | None) -> tuple[str, bool]:
         if [w.lower() for w in words[: len(lead)]] == lead:
             words = words[len(lead):]
             said = True if said is None else said
-    text = " ".join(words)
     if said is None:
         said = bool(words) and words[0].lower() in _ACTIONS
+    if said:
+        words = [_SECOND_PERSON.get(w.lower(), w) for w in words]
+    text = " ".join(words)
     return text, bool(said and text)
 
 
