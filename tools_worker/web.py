@@ -187,8 +187,7 @@ class WebTools:
         except SearchUnavailable as exc:
             log.warning("web search failed: %s", exc, extra={"session": call.session_id})
             return refuse(UNAVAILABLE, "unavailable")
-        data = WebResults(provider=self.provider.name, query=args.query,
-                          results=hits)
+        data = WebResults(provider=self.provider.name, query=args.query, results=hits)
         if not hits:
             return Outcome(True, f"The web search found nothing for {clip(args.query, 60)}.", data)
         titles = join([f'"{clip(h.title, 70)}"' for h in hits[:3]])
@@ -208,6 +207,8 @@ def choose_provider(kind: str, searxng_url: str, timeout_s: float) -> SearchProv
         return None
     if kind == "searxng" or (kind == "auto" and searxng_url):
         return SearxngProvider(searxng_url, timeout_s)
+    if kind == "ddgs" and not ddgs_installed():
+        raise RuntimeError("VF_TOOLS_WEB_PROVIDER=ddgs needs the ddgs package: pip install 'voicefleet[tools]'")
     if kind == "ddgs" or (kind == "auto" and ddgs_installed()):
         return DdgsProvider(timeout_s)
     return None
