@@ -37,7 +37,9 @@ from llama_index.vector_stores.faiss import FaissVectorStore
 from rapidfuzz import fuzz, process
 from tqdm import tqdm  # type: ignore[import-untyped]
 
-from .embeddings import DIMENSION, MiniLMEmbedding
+from voicefleet.embeddings import DIMENSION
+
+from .embeddings import MiniLMEmbedding
 from .paths import SafePaths
 from .store import Database, transaction
 
