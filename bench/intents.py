@@ -1,6 +1,7 @@
 """Intent layer: does each phrasing reach the right tool, and does chat reach none?
 
     .venv/bin/python bench/intents.py [--corpus bench/data/intents_en.tsv ...] [--no-nearest] [--show-errors]
+    .venv/bin/python bench/intents.py --spoken [--limit 60] [--corpus ...]   # through the whole fleet
 
 Each corpus line is ``text<TAB>tool<TAB>args-json`` (tool ``none`` for chat).
 A line is right when the parser picks the expected tool (``none``: no tool);
@@ -10,6 +11,11 @@ tool call is a chat line that got a tool. Corpora: ``intents_en.tsv`` and
 ``intents_fr.tsv`` were written with the templates; the ``heldout`` files
 were written by someone who never saw the templates. Prints a table per
 corpus and writes bench/results/intents.json.
+
+``--spoken`` says each line with the Piper voice and streams it in real time
+through a private fleet (``bench/client_bench.py``'s ``--spawn``) with the
+headless client; the tool is the first ``tool_call`` event of the turn (none:
+no tool call). Writes bench/results/intents_spoken.json.
 """
 
 from __future__ import annotations
@@ -112,14 +118,53 @@ def evaluate(parser: IntentParser, path: Path) -> dict[str, Any]:
     }
 
 
+async def _spoken(url: str, token: str, rows: list[tuple[str, str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    from audio_client.headless import HeadlessClient
+    from audio_client.protocol import StartOptions
+    from bench.client_bench import speak
+
+    out = []
+    async with HeadlessClient(url, token, StartOptions(wake_word="")) as client:
+        for i, (text, tool, _) in enumerate(rows):
+            result = await client.say(speak(text), trailing_silence_s=1.0, timeout_s=60)
+            calls = [t["name"] for t in result.tools if "args" in t]
+            got = calls[0] if calls else "none"
+            out.append({"text": text, "want": tool, "got": got, "transcript": result.transcript})
+            print(f"  {i + 1}/{len(rows)} {'ok ' if got == tool else 'BAD'} {text!r} -> {result.transcript!r}: {got}",
+                  flush=True)
+    return out
+
+
+def spoken(paths: list[Path], limit: int) -> None:
+    import asyncio
+    import random
+
+    from bench.client_bench import spawned_fleet
+
+    rows = [r for p in paths if language_of(p) == "en" for r in load(p)]
+    rows = random.Random(7).sample(rows, min(limit, len(rows)))
+    with spawned_fleet() as (url, token):
+        turns = asyncio.run(_spoken(url, token, rows))
+    chat = [t for t in turns if t["want"] == "none"]
+    summary_row = {"lines": len(turns), "right": sum(t["got"] == t["want"] for t in turns) / len(turns),
+                   "false calls": sum(t["got"] != "none" for t in chat) / max(1, len(chat))}
+    print(table([summary_row], ["lines", "right", "false calls"]))
+    print(f"\nwrote {write('intents_spoken', {'corpora': [p.name for p in paths], **summary_row, 'turns': turns})}")
+
+
 def main() -> None:
     cli = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     cli.add_argument("--corpus", nargs="*", help="TSV files (default: every corpus under bench/data)")
     cli.add_argument("--no-nearest", action="store_true", help="templates only, without the second stage")
     cli.add_argument("--show-errors", action="store_true")
+    cli.add_argument("--spoken", action="store_true", help="speak the English lines through a private fleet")
+    cli.add_argument("--limit", type=int, default=60, help="with --spoken: lines drawn at random")
     opts = cli.parse_args()
     paths = [Path(p) for p in opts.corpus] if opts.corpus else [DATA / n for n in DEFAULT_CORPORA]
     paths = [p for p in paths if p.exists()]
+    if opts.spoken:
+        spoken(paths, opts.limit)
+        return
 
     second = None
     if not opts.no_nearest:
