@@ -69,6 +69,12 @@ class LlmSettings(ServiceSettings):
     memory_timeout_s: float = Field(0.5, gt=0, description="Wait this long for the user's memory")
     memory_cache_s: float = Field(30.0, ge=0, description="Reuse a user's fetched memory this long")
     intents: bool = Field(True, description="Run explicit commands (notes, timers...) without the LLM")
+    intent_nearest: bool = Field(
+        True, description="Also map paraphrases to the nearest command template by meaning (MiniLM, ~5 ms)"
+    )
+    intent_threshold: float = Field(
+        0.70, gt=0, le=1, description="Cosine to the nearest command template above which a paraphrase is that command"
+    )
 
     # --- speech chunking ----------------------------------------------------
     first_chunk_min_words: int = Field(3, ge=1, description="Words before the first clause may be cut")

@@ -28,7 +28,7 @@ from .backends import Backend, BackendError, BackendsUnavailable, FallbackChain,
 from .chunker import SpeechChunker
 from .function_tools import function_tools, tool_name
 from .history import History, HistoryEntry
-from .intents import Intent, parse
+from .intents import Intent, IntentParser
 from .prompt import PromptBuilder
 from .reply import Reply, SessionInfo, TurnProgress
 from .settings import LlmSettings
@@ -53,6 +53,7 @@ class TurnContext:
     tools: ToolsClient
     prompt: PromptBuilder
     instance: str
+    intents: IntentParser
 
 
 class Turn:
@@ -152,7 +153,7 @@ class Turn:
             return
         if not text:
             return
-        intent = parse(text) if self.ctx.settings.intents and _is_english(session.language) else None
+        intent = self.ctx.intents.parse(text, session.language) if self.ctx.settings.intents else None
         if intent is not None:
             await self._run_command(reply, session, intent)
         else:
@@ -307,7 +308,3 @@ class Turn:
         for stage in ("llm_request", "llm_first_token", "first_chunk"):
             if stage in ts:
                 metrics.STAGE_LATENCY.labels(stage).observe(max(0.0, ts[stage] - origin))
-
-
-def _is_english(language: str) -> bool:
-    return not language or language.lower().startswith("en")

@@ -21,6 +21,7 @@ from voicefleet.service import Service
 
 from .backends import Backend, FallbackChain, build_backends
 from .history import History
+from .intents import IntentParser
 from .prompt import PromptBuilder
 from .settings import LlmSettings
 from .tools_client import ToolsClient
@@ -34,6 +35,15 @@ RUNNING_TTL_MS = 120_000
 
 # Delete the session's running-turn marker only if it still names this turn.
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+def _intent_parser(settings: LlmSettings) -> IntentParser:
+    """Templates of every language, plus the nearest-template stage when enabled (loads MiniLM)."""
+    if not (settings.intents and settings.intent_nearest):
+        return IntentParser()
+    from .intents.nearest import load_nearest
+
+    return IntentParser(second_stage=load_nearest(threads=1, threshold=settings.intent_threshold))
 
 
 class LlmService(Service):
@@ -72,6 +82,7 @@ class LlmService(Service):
             tools=ToolsClient(self.bus, settings.tool_timeout_s, settings.memory_timeout_s, settings.memory_cache_s),
             prompt=prompt,
             instance=self.instance,
+            intents=await asyncio.to_thread(_intent_parser, settings),
         )
         log.info("backends: %s", ", ".join(b.name for b in self.backends))
 

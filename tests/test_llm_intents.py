@@ -116,3 +116,96 @@ def test_durations(text: str, seconds: int | None) -> None:
 def test_spoken_duration() -> None:
     assert spoken_duration(5400) == "1 hour and 30 minutes"
     assert spoken_duration(61) == "1 minute and 1 second"
+
+
+# --- the hassil template layer: how people really say it ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "tool", "args"),
+    [
+        ("Hey Jarvis, um, could you please set a timer for five minutes, thanks.", "timer.set", {"seconds": 300}),
+        ("Take a note. Call the dentist on Friday.", "notes.add", {"text": "Call the dentist on Friday"}),
+        ("Note to self: call Paul at 2:30, it's urgent.", "notes.add", {"text": "call Paul at 2:30, it's urgent"}),
+        ("I'm making pasta. Set a timer for ten minutes.", "timer.set", {"seconds": 600}),
+        ("Remind me in half an hour to check the oven.", "timer.set", {"seconds": 1800, "label": "check the oven"}),
+        ("Remind me to call mom in 20 minutes.", "timer.set", {"seconds": 1200, "label": "call mom"}),
+        ("Cancel all my timers.", "timer.cancel", {"all": True}),
+        ("What time is it in Tokyo?", "time.now", {"timezone": "Asia/Tokyo"}),
+        ("What's the time in New York right now?", "time.now", {"timezone": "America/New_York"}),
+        ("Read me note number twenty one.", "notes.read", {"id": "21"}),
+        ("Keep in mind that I prefer metric units.", "memory.remember", {"text": "I prefer metric units"}),
+        ("New note. Book the train tickets for Lisbon.", "notes.add", {"text": "Book the train tickets for Lisbon"}),
+        ("Find the file about the quarterly budget review.", "files.search", {"query": "the quarterly budget review"}),
+    ],
+)
+def test_people_say_it_many_ways(text: str, tool: str, args: dict[str, Any]) -> None:
+    intent = parse(text)
+    assert intent is not None and (intent.tool, intent.args) == (tool, args)
+
+
+@pytest.mark.parametrize(
+    ("text", "tool", "args"),
+    [
+        ("Prends une note : acheter du pain.", "notes.add", {"text": "acheter du pain"}),
+        ("Mets un minuteur de dix minutes pour les pâtes.", "timer.set", {"seconds": 600, "label": "pâtes"}),
+        ("Rappelle-moi dans une demi-heure de sortir le gâteau.", "timer.set",
+         {"seconds": 1800, "label": "sortir le gâteau"}),
+        ("Quelle heure est-il à Tokyo ?", "time.now", {"timezone": "Asia/Tokyo"}),
+        ("Annule tous les minuteurs.", "timer.cancel", {"all": True}),
+        ("Lis-moi la note numéro trois.", "notes.read", {"id": "3"}),
+        ("Souviens-toi que je préfère le thé.", "memory.remember", {"text": "je préfère le thé"}),
+    ],
+)
+def test_french(text: str, tool: str, args: dict[str, Any]) -> None:
+    intent = parse(text, "fr-FR")
+    assert intent is not None and (intent.tool, intent.args) == (tool, args)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["How do I take good notes in class?", "Note how quiet it is today.", "Forget it.", "I forgot my keys again.",
+     "What time zone is Chicago in?", "Remember when we went to the beach?"],
+)
+def test_traps_stay_chat(text: str) -> None:
+    assert parse(text) is None
+
+
+def test_an_unknown_place_is_asked_about() -> None:
+    intent = parse("What time is it in Narnia?")
+    assert intent is not None and intent.tool == "time.now" and intent.ask and "Narnia" in intent.ask
+
+
+# --- the second stage (real MiniLM) and the corpus ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def full_parser() -> Any:
+    from llm_orchestrator.intents import IntentParser
+    from llm_orchestrator.intents.nearest import load_nearest
+
+    return IntentParser(second_stage=load_nearest())
+
+
+@pytest.mark.models
+def test_nearest_template_catches_a_paraphrase(full_parser: Any) -> None:
+    text = "can you tell me what you remember about me so far"
+    assert parse(text) is None  # no template says it this way
+    intent = full_parser.parse(text)
+    assert intent is not None and intent.tool == "memory.list" and intent.stage == "nearest"
+    assert full_parser.parse("how does Google search actually work") is None
+
+
+@pytest.mark.models
+@pytest.mark.parametrize("corpus", ["intents_en.tsv", "intents_heldout_en.tsv", "intents_heldout_fr.tsv"])
+def test_corpus(full_parser: Any, corpus: str) -> None:
+    """The README's figures: most commands reach their tool, chat almost never reaches one."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from bench.intents import DATA, evaluate
+
+    report = evaluate(full_parser, DATA / corpus)
+    assert report["false_calls"] <= 0.02, report["errors"]
+    assert report["right"] >= 0.90, report["errors"]

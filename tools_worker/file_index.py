@@ -38,8 +38,9 @@ from rapidfuzz import fuzz, process
 from tqdm import tqdm  # type: ignore[import-untyped]
 
 from voicefleet import catalogue
+from voicefleet.embeddings import DIMENSION
 
-from .embeddings import DIMENSION, MiniLMEmbedding
+from .embeddings import MiniLMEmbedding
 from .paths import SafePaths
 from .store import Database, transaction
 
