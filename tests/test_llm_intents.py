@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/ holds the corpora
 
 from llm_orchestrator.intents import parse
 from llm_orchestrator.numbers import normalize_amounts, parse_duration, spoken_duration, words_to_digits
@@ -209,3 +213,19 @@ def test_corpus(full_parser: Any, corpus: str) -> None:
     report = evaluate(full_parser, DATA / corpus)
     assert report["false_calls"] <= 0.02, report["errors"]
     assert report["right"] >= 0.90, report["errors"]
+
+
+def test_every_template_intent_is_a_catalogue_tool_and_its_calls_validate() -> None:
+    """The intent layer maps to the one tool catalogue: its names, and arguments its models accept."""
+    from bench.intents import DATA, load
+    from llm_orchestrator.intents.parser import LANGUAGES, templates
+    from voicefleet.catalogue import CATALOGUE
+
+    for language in LANGUAGES:
+        assert set(templates(language).intents.intents) <= set(CATALOGUE), language
+    for corpus in ("intents_en.tsv", "intents_heldout_en.tsv", "intents_heldout_fr.tsv"):
+        language = "fr" if "_fr" in corpus else "en"
+        for text, _, _ in load(DATA / corpus):
+            intent = parse(text, language)
+            if intent is not None and intent.ask is None:
+                CATALOGUE[intent.tool].args.model_validate(intent.args)  # raises on a call the worker would refuse
