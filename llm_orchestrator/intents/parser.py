@@ -70,7 +70,7 @@ class IntentParser:
 
     @staticmethod
     def _candidates(tpl: Templates, text: str, cleaned: str) -> list[str]:
-        """The whole utterance, then its last sentences: a command may follow a remark."""
+        """The whole utterance, then its last sentences, then its first and last clauses: a remark may surround it."""
         candidates = [cleaned]
         wake_only = tpl.filler.wake_only(text)
         if wake_only and wake_only != cleaned:
@@ -80,7 +80,11 @@ class IntentParser:
             rest = tpl.filler.strip(" ".join(sentences[i:]))
             if rest:
                 candidates.append(rest)
-        return candidates
+        # A remark after or before a comma: "stop all timers, I'm done cooking".
+        clauses = cleaned.split(",")
+        if len(clauses) > 1:
+            candidates += [tpl.filler.strip(clauses[0]), tpl.filler.strip(clauses[-1])]
+        return [c for c in candidates if c]
 
 
 _default = IntentParser(languages=(DEFAULT_LANGUAGE,))

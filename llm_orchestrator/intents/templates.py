@@ -24,7 +24,11 @@ from .places import Places
 _FREE_TEXT = {"text": "text", "fact": "text", "query": "query", "label": "label"}
 _IGNORED = {"which"}
 _ARTICLES = re.compile(r"^(?:(?:the|my|a|an|le|la|les|mon|ma|mes|un|une)\s+|l')", re.IGNORECASE)
-_QUERY_LEAD = re.compile(r"^(?:for|about|on|regarding|pour|sur|à propos de)\s+", re.IGNORECASE)
+_QUERY_LEAD = re.compile(r"^(?:(?:anything|something|stuff|things)\s+(?:about|on|mentioning|regarding|related to)\s+"
+                         r"|(?:for|about|on|regarding|pour|sur|à propos de)\s+)", re.IGNORECASE)
+_QUERY_PLACE = re.compile(
+    r"\s+(?:on|in|from)\s+(?:my|the)\s+(?:computer|laptop|pc|drive|disk|files|documents|folders)$", re.IGNORECASE
+)
 _MAX_LABEL_WORDS = 8
 
 
@@ -97,7 +101,7 @@ class Templates:
     def _free_text(self, slot: str, value: str, tool: str, meta: dict[str, Any]) -> str:
         value = value.strip(" \t,.;:!?\"'-")
         if slot == "query":
-            value = _QUERY_LEAD.sub("", value)
+            value = _QUERY_PLACE.sub("", _QUERY_LEAD.sub("", value))
         if slot == "label" and meta.get("kind") != "reminder":
             value = _ARTICLES.sub("", value)
             if len(value.split()) > _MAX_LABEL_WORDS or "timer" in value.lower() or "minuteur" in value.lower():
