@@ -73,7 +73,7 @@ class LlmSettings(ServiceSettings):
         True, description="Also map paraphrases to the nearest command template by meaning (MiniLM, ~5 ms)"
     )
     intent_threshold: float = Field(
-        0.70, gt=0, le=1, description="Cosine to the nearest command template above which a paraphrase is that command"
+        0.75, gt=0, le=1, description="Cosine to the nearest command template above which a paraphrase is that command"
     )
 
     # --- speech chunking ----------------------------------------------------

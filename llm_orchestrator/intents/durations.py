@@ -50,21 +50,27 @@ def _french_to_english(text: str) -> str:
     t = re.sub(r"\b(?:une\s+)?demi[\s-]heure\b", "0.5 hour", t)
     t = re.sub(r"\btrois\s+quarts?\s+d'heure\b", "45 minutes", t)
     t = re.sub(r"\b(?:un\s+)?quart\s+d'heure\b", "15 minutes", t)
+    t = re.sub(r"\b(heures?|minutes?|secondes?)\s+et\s+demie?\b", r"\1 and a half", t)
     t = re.sub(r"\bune\s+minute\b", "1 minute", t)
     t = re.sub(r"\bune\s+heure\b", "1 hour", t)
     t = re.sub(r"\bune\s+seconde\b", "1 second", t)
     t = _fr_digits(t)
     t = re.sub(r"\bheures?\s+et\s+quart\b", "hours 15 minutes", t)
-    t = re.sub(r"\b(heures?|minutes?|secondes?)\s+et\s+demie?\b", r"\1 and a half", t)
     t = re.sub(r"\bheures?\b", "hours", t)
     t = re.sub(r"\bsecondes?\b", "seconds", t)
     t = re.sub(r"\bet\b", "and", t)
     return t
 
 
+def _english(text: str) -> str:
+    t = re.sub(r"\bthree\s+quarters\s+of\s+an\s+hour\b", "45 minutes", text, flags=re.IGNORECASE)
+    t = re.sub(r"\b(?:a\s+)?quarter\s+(?:of\s+)?an\s+hour\b", "15 minutes", t, flags=re.IGNORECASE)
+    return normalize_amounts(t)
+
+
 def normalized(text: str, language: str) -> str:
     """``text`` in the digits-and-English-units form :func:`parse_duration` reads."""
-    return _french_to_english(text) if language == "fr" else normalize_amounts(text)
+    return _french_to_english(text) if language == "fr" else _english(text)
 
 
 def seconds_in(text: str, language: str, whole: bool = True) -> int | None:

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 #: Cosine similarity to the nearest command sample above which a paraphrase counts as that command.
 #: Measured with bench/intents.py (see the README's intent table).
-DEFAULT_THRESHOLD = 0.70
+DEFAULT_THRESHOLD = 0.75
 SAMPLES_PER_SENTENCE = 6
 CHAT = "none"
 

@@ -24,12 +24,14 @@ from .places import Places
 _FREE_TEXT = {"text": "text", "fact": "text", "query": "query", "label": "label"}
 _IGNORED = {"which"}
 _ARTICLES = re.compile(r"^(?:(?:the|my|a|an|le|la|les|mon|ma|mes|un|une)\s+|l')", re.IGNORECASE)
-_QUERY_LEAD = re.compile(r"^(?:(?:anything|something|stuff|things)\s+(?:about|on|mentioning|regarding|related to)\s+"
+_QUERY_LEAD = re.compile(r"^(?:(?:anything|something|stuff|things|the thing|the fact|the bit|the part|the stuff)\s+"
+                         r"(?:about|on|mentioning|regarding|related to|that)\s+"
                          r"|(?:for|about|on|regarding|pour|sur|à propos de)\s+)", re.IGNORECASE)
 _QUERY_PLACE = re.compile(
     r"\s+(?:on|in|from)\s+(?:my|the)\s+(?:computer|laptop|pc|drive|disk|files|documents|folders)$", re.IGNORECASE
 )
 _MAX_LABEL_WORDS = 8
+_NOT_A_MEMORY = frozenset("how what why when where who whether to comment pourquoi quand".split())
 
 
 class Rejected(Exception):
@@ -100,6 +102,8 @@ class Templates:
 
     def _free_text(self, slot: str, value: str, tool: str, meta: dict[str, Any]) -> str:
         value = value.strip(" \t,.;:!?\"'-")
+        if slot in ("query", "label"):
+            value = value.split(",")[0]  # "the plumber, he's been": a remark follows the comma
         if slot == "query":
             value = _QUERY_PLACE.sub("", _QUERY_LEAD.sub("", value))
         if slot == "label" and meta.get("kind") != "reminder":
@@ -110,6 +114,8 @@ class Templates:
             raise Rejected  # "a 5 minute timer" read as a timer named "5 minute"
         if not value or value.lower() in self.filler.empty_args:
             raise Rejected
+        if tool == "memory.forget" and value.split()[0].lower() in _NOT_A_MEMORY:
+            raise Rejected  # "is it possible to forget how to ride a bike"
         if slot == "fact" and value.split()[0].lower() not in self.filler.fact_starts:
             raise Rejected  # a bare "remember ..." must be about the user, not "remember the 90s"
         return value
