@@ -19,6 +19,7 @@ import soxr
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from voicefleet import codec, metrics
+from voicefleet.audio import BUS_RATE
 from voicefleet.bus import AUDIO_MAXLEN, REDIS_DOWN, SESSION_TTL_S, Bus
 from voicefleet.messages import (
     CLIENT_MESSAGES,
@@ -46,7 +47,6 @@ from .settings import GatewaySettings
 
 log = logging.getLogger(__name__)
 
-BUS_RATE = 16000
 #: Events that stay on the bus (internal), never forwarded to the client.
 INTERNAL = {"audio_frame", "session_started", "session_ended", "turn_request", "speak_request", "cancel"}
 
@@ -141,7 +141,7 @@ class Connection:
             raise Closing(
                 "bad_sample_rate",
                 f"Sample rate {first.sample_rate} Hz is not supported; "
-                f"send between {s.min_sample_rate} and {s.max_sample_rate} Hz (16000 is best).",
+                f"send between {s.min_sample_rate} and {s.max_sample_rate} Hz ({BUS_RATE} is best).",
                 UNSUPPORTED,
             )
         out_rate = first.output_sample_rate or first.sample_rate

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from voicefleet.audio import MAX_RATE, MIN_RATE
 from voicefleet.settings import ServiceSettings
 
 
@@ -36,8 +37,8 @@ class GatewaySettings(ServiceSettings):
     start_timeout_s: float = Field(10.0, gt=0, description="Time allowed for the first message")
     max_connections_per_user: int = Field(4, gt=0)
     max_frames_per_s: float = Field(100.0, gt=0, description="Sustained frame rate allowed per connection")
-    min_sample_rate: int = 8000
-    max_sample_rate: int = 48000
+    min_sample_rate: int = Field(MIN_RATE, ge=MIN_RATE, description="Lowest client sample rate accepted (Hz)")
+    max_sample_rate: int = Field(MAX_RATE, le=MAX_RATE, description="Highest client sample rate accepted (Hz)")
 
     # --- fleet ---
     required_services: str = Field("stt,llm,tts,tools", description="Services /v1/health waits for")

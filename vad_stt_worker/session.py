@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from voicefleet import metrics
+from voicefleet.audio import BUS_RATE, resample
 from voicefleet.bus import REDIS_DOWN, SESSION_TTL_S, Backoff, Bus, Entry
 from voicefleet.messages import (
     AudioFrame,
@@ -37,7 +38,7 @@ from voicefleet.messages import (
     new_id,
 )
 
-from .audio import SAMPLE_RATE, from_bytes, resample
+from .audio import from_bytes
 from .listener import Listener
 from .recognizer import Job, Recognition, Transcriber
 from .settings import SttSettings
@@ -146,7 +147,7 @@ class SessionRunner:
             msg = entry.message
             if isinstance(msg, AudioFrame):
                 pcm = from_bytes(msg.audio)
-                audio.append(pcm if msg.sample_rate == SAMPLE_RATE else resample(pcm, msg.sample_rate))
+                audio.append(resample(pcm, msg.sample_rate))
                 self.last_id = entry.id
                 continue
             if audio:  # control messages apply at their place in the audio
@@ -184,11 +185,11 @@ class SessionRunner:
 
     # ---------------------------------------------------------------- actions
     def _audio_ms(self, position: int) -> float:
-        return round((self.start.position + position) * 1000 / SAMPLE_RATE, 1)
+        return round((self.start.position + position) * 1000 / BUS_RATE, 1)
 
     def _wall_time(self, position: int, read_at: float) -> float:
         """Wall time at which input sample ``position`` was spoken (audio arrives in real time)."""
-        return read_at - (self.listener.position - position) / SAMPLE_RATE
+        return read_at - (self.listener.position - position) / BUS_RATE
 
     async def _act(self, action: Action, read_at: float) -> None:
         bus, sid = self.ctx.bus, self.sid

@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from voicefleet.audio import samples_at
 from voicefleet.bus import REDIS_DOWN, Backoff
 from voicefleet.codec import decode
 from voicefleet.messages import AudioFrame
@@ -202,7 +203,7 @@ class SttService(Service):
                 with contextlib.suppress(Exception):
                     msg = decode(fields)  # type: ignore[arg-type]
                     if isinstance(msg, AudioFrame):
-                        position += len(msg.audio) // 2 * 16000 // max(1, msg.sample_rate)
+                        position += samples_at(msg.audio, msg.sample_rate)
         return StartPoint(end_id, position, takeover=previous not in ("", self.instance))
 
     async def _run(self, sid: str, runner: SessionRunner) -> None:

@@ -13,7 +13,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -299,6 +299,3 @@ class Bus:
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
-
-
-Handler = Callable[[Message], Awaitable[None]]

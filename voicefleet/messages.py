@@ -20,6 +20,8 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from .audio import BUS_RATE, samples_in, seconds_in
+
 PROTOCOL_VERSION = 1
 
 
@@ -60,7 +62,17 @@ class Message(BaseModel):
 class _AudioMessage(Message):
     has_audio: ClassVar[bool] = True
     audio: bytes = Field(default=b"", exclude=True, repr=False)
-    sample_rate: int = 16000
+    sample_rate: int = BUS_RATE
+
+    @property
+    def samples(self) -> int:
+        """Number of PCM16 samples carried."""
+        return samples_in(self.audio)
+
+    @property
+    def seconds(self) -> float:
+        """Duration of the audio carried."""
+        return seconds_in(self.audio, self.sample_rate)
 
 
 # ---------------------------------------------------------------------------
@@ -72,7 +84,7 @@ class Start(Message):
     """First message of a connection: how the client sends and wants audio."""
 
     type: Literal["start"] = "start"
-    sample_rate: int = 16000
+    sample_rate: int = BUS_RATE
     output_sample_rate: int = 0  # 0: same as sample_rate
     wake_word: str | None = None  # None: always listening
     voice: str | None = None
@@ -128,7 +140,7 @@ class Stop(Message):
 
 
 class AudioFrame(_AudioMessage):
-    """PCM16LE mono from the client, already resampled to 16 kHz by the gateway."""
+    """PCM16LE mono from the client, already resampled to the bus rate by the gateway."""
 
     type: Literal["audio_frame"] = "audio_frame"
 
@@ -159,8 +171,7 @@ class TurnRequest(Message):
     type: Literal["turn_request"] = "turn_request"
     user: str = ""
     text: str
-    source: Literal["voice", "text", "timer"] = "voice"
-    attempt: int = 0
+    source: Literal["voice", "text"] = "voice"
 
 
 class SpeakRequest(Message):
@@ -170,7 +181,7 @@ class SpeakRequest(Message):
     text: str
     voice: str | None = None
     speech_rate: float = 1.0
-    sample_rate: int = 16000
+    sample_rate: int = 0  # 0: the session's output rate (the TTS worker reads it from the session record)
     final: bool = False  # last chunk of the turn
 
 
@@ -222,8 +233,8 @@ class Ready(Message):
     """The session is open; ``session_id`` names it."""
 
     type: Literal["ready"] = "ready"
-    sample_rate: int = 16000
-    output_sample_rate: int = 16000
+    sample_rate: int = BUS_RATE
+    output_sample_rate: int = BUS_RATE
     wake_words: list[str] = Field(default_factory=list)
     voices: list[str] = Field(default_factory=list)
     max_frame_bytes: int = 0
@@ -287,7 +298,7 @@ class AudioStart(Message):
     """Reply audio of ``turn_id`` begins; binary frames follow at ``sample_rate``."""
 
     type: Literal["audio_start"] = "audio_start"
-    sample_rate: int = 16000
+    sample_rate: int = BUS_RATE
 
 
 class AudioEnd(Message):
@@ -334,9 +345,6 @@ def _union(classes: tuple[type[Message], ...]) -> TypeAdapter[Any]:
     """A validator that picks the class by the ``type`` field."""
     # Union[tuple] spreads the tuple; the X | Y form cannot be built from a tuple.
     return TypeAdapter(Annotated[Union[classes], Field(discriminator="type")])  # type: ignore[arg-type]  # noqa: UP007
-
-
-ANY_MESSAGE = _union(ALL_MESSAGES)
 
 #: What a client may send as JSON text frames.
 CLIENT_MESSAGES: tuple[type[Message], ...] = (
