@@ -22,6 +22,7 @@ from starlette.websockets import WebSocketDisconnect
 from voicefleet import codec, metrics
 from voicefleet.bus import REDIS_DOWN, Bus, instance_name
 from voicefleet.messages import Start, json_schemas
+from voicefleet.sessions import Sessions
 
 from . import auth, tts_routes
 from .connection import POLICY, TRY_LATER, UNSUPPORTED, Closing, Connection, close_with_error
@@ -205,10 +206,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
 
 async def _under_user_limit(fleet: Fleet, user: str) -> bool:
-    key = fleet.bus.keys.user_sessions(user)
-    stale_before = time.time() - 30  # a gateway that died stopped refreshing its sessions
-    await fleet.bus.redis.zremrangebyscore(key, "-inf", stale_before)
-    return int(await fleet.bus.redis.zcard(key)) < fleet.settings.max_connections_per_user
+    return await Sessions(fleet.bus).connected_count(user) < fleet.settings.max_connections_per_user
 
 
 async def _first_message(ws: WebSocket, settings: GatewaySettings) -> Start:

@@ -20,7 +20,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from voicefleet import codec, metrics
 from voicefleet.audio import BUS_RATE
-from voicefleet.bus import AUDIO_MAXLEN, REDIS_DOWN, SESSION_TTL_S, Bus
+from voicefleet.bus import AUDIO_MAXLEN, REDIS_DOWN, Bus
 from voicefleet.messages import (
     CLIENT_MESSAGES,
     AudioChunk,
@@ -33,14 +33,13 @@ from voicefleet.messages import (
     PlaybackFinished,
     PlaybackStarted,
     Ready,
-    SessionEnded,
-    SessionStarted,
     Start,
     Stop,
     TextInput,
     TurnRequest,
     new_id,
 )
+from voicefleet.sessions import SessionRecord, Sessions
 
 from .reorder import AudioOrder
 from .settings import GatewaySettings
@@ -88,10 +87,13 @@ class Connection:
         self.keys = bus.keys
         self.voices, self.wake_words = voices, wake_words
         self.session_id = new_id()
+        #: Names this connection in the session record: a resumed session is attached to its new one.
+        self.connection_id = new_id()
         self.opened = time.monotonic()
         self.last_heard = time.monotonic()
         self.order = AudioOrder(self.session_id)
-        self.info: dict[str, str] = {}
+        self.sessions = Sessions(bus)
+        self.record = SessionRecord(user=user)
         self.frame_seq = 0
         self.resampler: soxr.ResampleStream | None = None
         self.client_rate = BUS_RATE
@@ -153,24 +155,19 @@ class Connection:
         if self.client_rate != BUS_RATE:
             self.resampler = soxr.ResampleStream(self.client_rate, BUS_RATE, 1, dtype="int16")
         wake = first.wake_word if first.wake_word is not None else s.default_wake_word
-        self.info = {
-            "user": self.user,
-            "sample_rate": str(BUS_RATE),
-            "client_sample_rate": str(self.client_rate),
-            "output_sample_rate": str(out_rate),
-            "wake_word": wake or "",
-            "voice": first.voice or "",
-            "speech_rate": str(first.speech_rate),
-            "language": first.language or "",
-            "created": str(time.time()),
-        }
-        self.last_out_id = b"0-0"
-        await self._register()
-        await self.bus.add(
-            self.keys.audio(self.session_id),
-            SessionStarted(session_id=self.session_id, user=self.user, wake_word=wake or None),
+        self.record = SessionRecord(
+            user=self.user,
+            client_sample_rate=self.client_rate,
+            output_sample_rate=out_rate,
+            wake_word=wake or "",
+            voice=first.voice or "",
+            speech_rate=first.speech_rate,
+            language=first.language or "",
+            created=time.time(),
+            connection=self.connection_id,
         )
-        await self.bus.redis.publish(self.keys.sessions_channel, self.session_id)
+        self.last_out_id = b"0-0"
+        await self.sessions.open(self.session_id, self.record)
         log.info("session opened", extra={"session": self.session_id})
         await self._send_event(
             Ready(
@@ -186,46 +183,14 @@ class Connection:
 
     async def _deliver_pending_notices(self) -> None:
         """Notices (a timer that rang) kept for this user while no session was open."""
-        key = self.keys.pending_notices(self.user)
-        pipe = self.bus.redis.pipeline(transaction=True)
-        pipe.lrange(key, 0, -1)
-        pipe.delete(key)
-        raw, _ = await pipe.execute()
-        for item in raw:
-            try:
-                notice = codec.decode_text(item)
-            except codec.DecodeError as exc:
-                log.warning("dropping a bad pending notice: %s", exc, extra={"session": self.session_id})
-                continue
+        for notice in await self.sessions.take_notices(self.user):
             notice.session_id = self.session_id
             await self._send_event(notice)
-
-    async def _register(self) -> None:
-        now = time.time()
-        pipe = self.bus.redis.pipeline(transaction=False)
-        pipe.hset(self.keys.session(self.session_id), mapping=self.info)
-        pipe.expire(self.keys.session(self.session_id), SESSION_TTL_S)
-        pipe.zadd(self.keys.sessions, {self.session_id: now})
-        pipe.zadd(self.keys.user_sessions(self.user), {self.session_id: now})
-        pipe.expire(self.keys.user_sessions(self.user), SESSION_TTL_S)
-        await pipe.execute()
 
     async def _close_session(self, reason: str) -> None:
         sid = self.session_id
         with contextlib.suppress(*REDIS_DOWN):
-            current = await self.bus.redis.get(self.keys.current_turn(sid))
-            if current:
-                await self.bus.cancel(sid, current.decode(), "session_closed")
-            pipe = self.bus.redis.pipeline(transaction=False)
-            pipe.zrem(self.keys.sessions, sid)
-            pipe.zrem(self.keys.user_sessions(self.user), sid)
-            pipe.expire(self.keys.session(sid), 60)
-            pipe.expire(self.keys.out(sid), 60)
-            pipe.expire(self.keys.audio(sid), 60)
-            pipe.expire(self.keys.history(sid), SESSION_TTL_S)
-            await pipe.execute()
-            await self.bus.add(self.keys.audio(sid), SessionEnded(session_id=sid, reason=reason))
-            await self.bus.redis.publish(self.keys.sessions_channel, sid)
+            await self.sessions.close(sid, self.user, reason)
         log.info("session closed: %s", reason, extra={"session": sid,
                  "ms": round((time.monotonic() - self.opened) * 1000)})
         if self.ws.client_state == WebSocketState.CONNECTED:
@@ -320,12 +285,10 @@ class Connection:
             await self._send_error("text_too_long",
                                    f"The text is over {self.settings.max_text_chars} characters; shorten it.")
             return
-        await self._interrupt("new_turn")
-        turn_id = new_id()
-        request = TurnRequest(session_id=self.session_id, turn_id=turn_id, user=self.user, text=text,
-                              source="text").stamp("eot").stamp("transcript")
         try:
-            await self.bus.redis.set(self.keys.current_turn(self.session_id), turn_id, ex=SESSION_TTL_S)
+            turn_id = await self.sessions.start_turn(self.session_id, reason="new_turn")
+            request = TurnRequest(session_id=self.session_id, turn_id=turn_id, user=self.user, text=text,
+                                  source="text").stamp("eot").stamp("transcript")
             await self.bus.enqueue(self.keys.turns, request)
         except REDIS_DOWN:
             await self._send_error("bus_unavailable",
@@ -333,22 +296,20 @@ class Connection:
 
     async def _interrupt(self, reason: str) -> None:
         with contextlib.suppress(*REDIS_DOWN):
-            current = await self.bus.redis.get(self.keys.current_turn(self.session_id))
-            if current:
-                await self.bus.cancel(self.session_id, current.decode(), reason)
+            await self.sessions.cancel_current(self.session_id, reason)
 
     async def _configure(self, msg: Configure) -> None:
         if msg.voice and self.voices and msg.voice not in self.voices:
             await self._send_error("unknown_voice", f"Voice {msg.voice!r} is not available.")
             return
         if msg.wake_word is not None or msg.listen_always:
-            self.info["wake_word"] = "" if msg.listen_always else (msg.wake_word or "")
+            self.record.wake_word = "" if msg.listen_always else (msg.wake_word or "")
         if msg.voice is not None:
-            self.info["voice"] = msg.voice
+            self.record.voice = msg.voice
         if msg.speech_rate is not None:
-            self.info["speech_rate"] = str(msg.speech_rate)
+            self.record.speech_rate = msg.speech_rate
         with contextlib.suppress(*REDIS_DOWN):
-            await self._register()
+            await self.sessions.save(self.session_id, self.record)
         await self._to_bus(self.keys.audio(self.session_id), msg)
 
     async def _to_bus(self, stream: str, msg: Message, audio: bool = False) -> None:
@@ -422,12 +383,10 @@ class Connection:
         while True:
             await asyncio.sleep(2.0)
             try:
-                existed = await self.bus.redis.exists(self.keys.session(self.session_id))
-                await self._register()
-                if not existed:
+                if not await self.sessions.save(self.session_id, self.record):
                     log.warning("session state was lost (Redis restarted?); restored",
                                 extra={"session": self.session_id})
-                    await self.bus.redis.publish(self.keys.sessions_channel, self.session_id)
+                    await self.sessions.announce(self.session_id)
             except REDIS_DOWN:
                 continue
 

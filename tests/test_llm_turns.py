@@ -65,7 +65,8 @@ async def test_a_question_gets_a_streamed_spoken_reply(
     requests: list[SpeakRequest] = [e.message for e in speak]  # type: ignore[misc]
     assert [r.seq for r in requests] == list(range(done.chunks)) and done.chunks >= 2
     assert [r.final for r in requests] == [False] * (done.chunks - 1) + [True]
-    assert all(r.voice == "joe" and r.speech_rate == 1.2 and r.sample_rate == 24000 for r in requests)
+    # The output rate is no longer the orchestrator's business: 0 = the TTS worker reads it from the session.
+    assert all(r.voice == "joe" and r.speech_rate == 1.2 and r.sample_rate == 0 for r in requests)
     assert " ".join(r.text for r in requests) == done.text.strip()
     # The first chunk went to TTS while the model was still writing: its
     # stream entry is older than the last token's delta.

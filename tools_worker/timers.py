@@ -237,6 +237,7 @@ class Timers:
                     text=message,
                     voice=record.voice or None,
                     speech_rate=record.speech_rate,
+                    sample_rate=record.output_sample_rate,
                 ).stamp("first_chunk"),
             )
             spoken += 1
