@@ -40,6 +40,9 @@ class Fleet:
         self.settings = settings
         self.bus = Bus(settings.bus)
         self.connections: dict[str, Connection] = {}
+        #: Grace periods of sessions whose client went away. Cancelled at shutdown: the sessions are
+        #: then left to expire, so that a client can still resume them through another gateway.
+        self.lingering: set[asyncio.Task[None]] = set()
         self.instance = instance_name("gateway")
         self.started = time.time()
 
@@ -88,9 +91,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         try:
             yield
         finally:
-            for task in tasks:
+            for task in [*tasks, *fleet.lingering]:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, *fleet.lingering, return_exceptions=True)
             with contextlib.suppress(*REDIS_DOWN):
                 await fleet.bus.redis.delete(fleet.bus.keys.health("gateway", fleet.instance))
             await fleet.bus.close()
@@ -125,8 +128,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                               "close one first.", TRY_LATER)
             first = await _first_message(ws, settings)
             conn = Connection(ws, fleet.bus, settings, principal.user, await fleet.voices(),
-                              await fleet.offered("wake_words", "stt"))
-            fleet.connections[conn.session_id] = conn
+                              await fleet.offered("wake_words", "stt"), fleet.connections, fleet.lingering)
             metrics.CONNECTIONS.inc()
             metrics.ACCEPTED.inc()
             await conn.serve(first)
@@ -139,7 +141,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                                       "The assistant's message bus is unreachable; try again shortly.", TRY_LATER))
         finally:
             if conn is not None:
-                fleet.connections.pop(conn.session_id, None)
                 metrics.CONNECTIONS.dec()
 
     bearer = HTTPBearer(auto_error=False, description="A JWT, as for the WebSocket")

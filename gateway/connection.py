@@ -5,6 +5,12 @@ Two loops run per connection: ``_inbound`` (client frames onto the bus) and
 A third refreshes the session's registration, which also restores it after a
 Redis restart. Every limit violation ends in an ``error`` event and a clean
 close; nothing the client sends can raise out of these loops.
+
+A connection that drops without ``stop`` leaves its session waiting
+``resume_grace_s`` for the client to come back (``start.resume_session_id``):
+the turn in progress goes on, and what the client missed is replayed from the
+session's out stream after the last ``stream_id`` it received. Every event
+from the out stream carries its ``stream_id`` for that.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 
 import numpy as np
@@ -30,6 +37,7 @@ from voicefleet.messages import (
     Interrupt,
     Interrupted,
     Message,
+    Notice,
     PlaybackFinished,
     PlaybackStarted,
     Ready,
@@ -61,6 +69,14 @@ class Closing(Exception):
         self.error, self.message, self.close_code = error, message, close_code
 
 
+class ClientStopped(Exception):
+    """The client sent ``stop``: end the session now (no grace period)."""
+
+
+class TakenOver(Exception):
+    """Another connection resumed this session: leave it to that one."""
+
+
 class RateLimit:
     """Token bucket: ``rate`` frames per second sustained, bursts up to one second's worth."""
 
@@ -81,9 +97,21 @@ class Connection:
     """Serves one authenticated WebSocket as one session."""
 
     def __init__(
-        self, ws: WebSocket, bus: Bus, settings: GatewaySettings, user: str, voices: list[str], wake_words: list[str]
+        self,
+        ws: WebSocket,
+        bus: Bus,
+        settings: GatewaySettings,
+        user: str,
+        voices: list[str],
+        wake_words: list[str],
+        registry: dict[str, Connection] | None = None,
+        lingering: set[asyncio.Task[None]] | None = None,
     ) -> None:
         self.ws, self.bus, self.settings, self.user = ws, bus, settings, user
+        #: This gateway's connections by session id (cancels are routed through it).
+        self.registry = registry if registry is not None else {}
+        #: Grace-period tasks of sessions whose client went away (owned by the gateway process).
+        self.lingering = lingering if lingering is not None else set()
         self.keys = bus.keys
         self.voices, self.wake_words = voices, wake_words
         self.session_id = new_id()
@@ -100,6 +128,10 @@ class Connection:
         self.limiter = RateLimit(settings.max_frames_per_s)
         self._send_lock = asyncio.Lock()
         self._bus_down_reported = False
+        self.last_out_id: bytes = b"0-0"
+        #: Reply audio the resuming client already has: skipped from the replay.
+        self._skip_bytes = 0
+        self._checked_turns: set[str] = set()
 
     # ---------------------------------------------------------------- public
     async def serve(self, first: Start) -> None:
@@ -109,15 +141,19 @@ class Connection:
             asyncio.create_task(self._outbound(), name="outbound"),
             asyncio.create_task(self._keepalive(), name="keepalive"),
         ]
-        reason = "client closed"
+        reason, ending = "client closed", "close"
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 exc = task.exception()
-                if isinstance(exc, Closing):
+                if isinstance(exc, TakenOver):
+                    reason, ending = "resumed by another connection", "leave"
+                elif isinstance(exc, Closing):
                     reason = exc.error
                     await self._fail(exc)
-                elif isinstance(exc, WebSocketDisconnect) or exc is None:
+                elif isinstance(exc, WebSocketDisconnect):
+                    ending = "detach" if self.settings.resume_grace_s > 0 else "close"
+                elif isinstance(exc, ClientStopped) or exc is None:
                     pass
                 else:
                     reason = "internal error"
@@ -129,7 +165,17 @@ class Connection:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await self._close_session(reason)
+            if self.registry.get(self.session_id) is self:
+                del self.registry[self.session_id]
+            if ending == "detach":
+                await self._detach()
+            elif ending == "close":
+                await self._close_session(reason)
+            else:
+                log.info("connection left: %s", reason, extra={"session": self.session_id})
+            if self.ws.client_state == WebSocketState.CONNECTED:
+                with contextlib.suppress(Exception):
+                    await self.ws.close(NORMAL)
 
     async def on_cancel(self, turn_id: str, reason: str) -> None:
         """A turn of this session was cancelled (barge-in): tell the client to flush."""
@@ -154,7 +200,33 @@ class Connection:
         self.client_rate = first.sample_rate
         if self.client_rate != BUS_RATE:
             self.resampler = soxr.ResampleStream(self.client_rate, BUS_RATE, 1, dtype="int16")
-        wake = first.wake_word if first.wake_word is not None else s.default_wake_word
+        resume_failed = False
+        if first.resume_session_id:
+            resume_failed = not await self._resume(first, out_rate)
+        if not self.record.connection:
+            await self._start_fresh(first, out_rate)
+        self.registry[self.session_id] = self
+        await self._send_event(
+            Ready(
+                session_id=self.session_id,
+                sample_rate=self.client_rate,
+                output_sample_rate=self.record.output_sample_rate,
+                wake_words=self.wake_words,
+                voices=self.voices,
+                max_frame_bytes=s.max_frame_bytes,
+                resumed=bool(first.resume_session_id) and not resume_failed,
+                stream_id=self.last_out_id.decode(),
+            )
+        )
+        if resume_failed:
+            await self._send_event(Notice(
+                session_id=self.session_id, code="resume_failed",
+                message="The session could not be resumed (it ended, or its grace period ran out); "
+                        "this is a new session."))
+        await self._deliver_pending_notices()
+
+    async def _start_fresh(self, first: Start, out_rate: int) -> None:
+        wake = first.wake_word if first.wake_word is not None else self.settings.default_wake_word
         self.record = SessionRecord(
             user=self.user,
             client_sample_rate=self.client_rate,
@@ -169,17 +241,86 @@ class Connection:
         self.last_out_id = b"0-0"
         await self.sessions.open(self.session_id, self.record)
         log.info("session opened", extra={"session": self.session_id})
-        await self._send_event(
-            Ready(
-                session_id=self.session_id,
-                sample_rate=self.client_rate,
-                output_sample_rate=out_rate,
-                wake_words=self.wake_words,
-                voices=self.voices,
-                max_frame_bytes=s.max_frame_bytes,
-            )
-        )
-        await self._deliver_pending_notices()
+
+    async def _resume(self, first: Start, out_rate: int) -> bool:
+        """Attach to the session the client had; False when it is gone (a fresh one is opened instead)."""
+        sid = first.resume_session_id or ""
+        after = first.resume_after
+        if after is not None and not re.fullmatch(r"\d{1,20}-\d{1,20}", after):
+            raise Closing("bad_resume_after", f"resume_after {after[:40]!r} is not a stream_id this server sent.",
+                          UNSUPPORTED)
+        try:
+            record = await self.sessions.attach(sid, self.user, self.connection_id)
+        except PermissionError:
+            raise Closing("resume_refused", "That session belongs to another user, so it cannot be resumed.",
+                          POLICY) from None
+        if record is None:
+            log.info("resume of an ended session refused; opening a new one", extra={"session": sid})
+            return False
+        self.session_id, self.order = sid, AudioOrder(sid)
+        record.client_sample_rate, record.output_sample_rate = self.client_rate, out_rate
+        self.record = record
+        await self.sessions.save(sid, record)
+        if after is None:
+            self.last_out_id = await self.bus.last_id(self.keys.out(sid))
+        else:
+            self.last_out_id = after.encode()
+            await self._prime(after, first.resume_audio_bytes)
+        log.info("session resumed after %s", after, extra={"session": sid})
+        return True
+
+    async def _prime(self, after: str, audio_bytes: int) -> None:
+        """Rebuild the reply-audio order as the client left it, so that the replay goes on where it stopped.
+
+        The client counted ``audio_bytes`` of audio after the event ``after``;
+        the part of those released by the entry ``after`` itself is consumed
+        here, the rest is skipped from the replay.
+        """
+        stream = self.keys.out(self.session_id)
+        first: bytes | str = "-"
+        tail = 0
+        while True:
+            entries = await self.bus.range(stream, first, after, count=500)
+            for entry in entries:
+                if isinstance(entry.message, AudioChunk):
+                    outputs = await self._order(entry.message)
+                    if entry.id.decode() == after:
+                        tail = sum(len(o) for o in _after_last_event(outputs))
+            if len(entries) < 500:
+                break
+            first = b"(" + entries[-1].id
+        self._skip_bytes = max(0, audio_bytes - tail)
+
+    async def _order(self, chunk: AudioChunk) -> list[Message | bytes]:
+        """Push a reply-audio chunk through the order; a turn cancelled while nobody listened is dropped."""
+        if chunk.turn_id not in self._checked_turns:
+            self._checked_turns.add(chunk.turn_id)
+            if await self.bus.is_cancelled(self.session_id, chunk.turn_id):
+                self.order.drop(chunk.turn_id)
+        return self.order.push(chunk)
+
+    async def _detach(self) -> None:
+        """The client went away without ``stop``: keep the session for ``resume_grace_s``."""
+        sid, user = self.session_id, self.user
+        try:
+            await self.sessions.detach(sid, self.record)
+        except REDIS_DOWN:
+            return
+        away_since = self.record.away_since
+        log.info("client gone; the session waits %.0f s for it", self.settings.resume_grace_s,
+                 extra={"session": sid})
+
+        async def end_unless_resumed() -> None:
+            await asyncio.sleep(self.settings.resume_grace_s)
+            with contextlib.suppress(*REDIS_DOWN):
+                record = await self.sessions.load(sid)
+                if record is not None and not record.connection and record.away_since == away_since:
+                    await self.sessions.close(sid, user, "client_gone")
+                    log.info("session closed: the client did not come back", extra={"session": sid})
+
+        task = asyncio.create_task(end_unless_resumed(), name=f"grace-{sid}")
+        self.lingering.add(task)
+        task.add_done_callback(self.lingering.discard)
 
     async def _deliver_pending_notices(self) -> None:
         """Notices (a timer that rang) kept for this user while no session was open."""
@@ -193,9 +334,6 @@ class Connection:
             await self.sessions.close(sid, self.user, reason)
         log.info("session closed: %s", reason, extra={"session": sid,
                  "ms": round((time.monotonic() - self.opened) * 1000)})
-        if self.ws.client_state == WebSocketState.CONNECTED:
-            with contextlib.suppress(Exception):
-                await self.ws.close(NORMAL)
 
     async def _fail(self, err: Closing) -> None:
         async with self._send_lock:
@@ -264,7 +402,7 @@ class Connection:
             return
         msg.session_id = self.session_id
         if isinstance(msg, Stop):
-            raise WebSocketDisconnect(NORMAL)
+            raise ClientStopped
         if isinstance(msg, Start):
             await self._send_error("already_started", "The session has already started.")
         elif isinstance(msg, TextInput):
@@ -339,14 +477,24 @@ class Connection:
                 if msg is None:
                     log.warning("bad entry on out stream: %s", entry.error, extra={"session": self.session_id})
                     continue
+                stream_id = entry.id.decode()
                 if isinstance(msg, AudioChunk):
-                    for item in self.order.push(msg):
+                    for item in await self._order(msg):
+                        if isinstance(item, Message):
+                            item.stream_id = stream_id  # made by the order: resumable after its chunk
                         await self._send(item)
                 elif msg.type not in INTERNAL:
+                    msg.stream_id = stream_id
                     await self._send_event(msg)
 
     async def _send(self, item: Message | bytes) -> None:
         if isinstance(item, bytes):
+            if self._skip_bytes:  # the resuming client has these already
+                skipped = min(self._skip_bytes, len(item))
+                self._skip_bytes -= skipped
+                item = item[skipped:]
+                if not item:
+                    return
             async with self._send_lock:
                 await self.ws.send_bytes(item)
             metrics.FRAMES_OUT.inc()
@@ -357,6 +505,8 @@ class Connection:
         await self._send_event(item)
 
     async def _send_event(self, msg: Message) -> None:
+        if msg.stream_id:
+            self._skip_bytes = 0  # the client counted audio since its last event only
         if self.ws.client_state != WebSocketState.CONNECTED:
             return
         metrics.EVENTS_OUT.labels(msg.type).inc()
@@ -383,6 +533,9 @@ class Connection:
         while True:
             await asyncio.sleep(2.0)
             try:
+                attached = await self.sessions.attached_connection(self.session_id)
+                if attached and attached != self.connection_id:
+                    raise TakenOver
                 if not await self.sessions.save(self.session_id, self.record):
                     log.warning("session state was lost (Redis restarted?); restored",
                                 extra={"session": self.session_id})
@@ -399,3 +552,11 @@ async def close_with_error(ws: WebSocket, err: Closing, session_id: str = "") ->
     with contextlib.suppress(Exception):
         await ws.send_text(codec.encode_text(Error(session_id=session_id, code=err.error, message=err.message)))
         await ws.close(err.close_code, reason=err.message[:120])
+
+
+def _after_last_event(outputs: list[Message | bytes]) -> list[bytes]:
+    """The audio released after the last JSON event of ``outputs``."""
+    tail: list[bytes] = []
+    for item in outputs:
+        tail = [] if isinstance(item, Message) else [*tail, item]
+    return tail

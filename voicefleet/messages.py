@@ -1,8 +1,10 @@
 """The fleet's message vocabulary: every message on the bus and on the WebSocket.
 
 Every message shares one envelope (:class:`Message`): ``type``, ``version``,
-``session_id``, ``turn_id``, ``seq`` and ``ts``, the wall-clock time (epoch
-seconds) at which each stage touched it. Stage times are copied forward from
+``session_id``, ``turn_id``, ``seq``, ``ts``, the wall-clock time (epoch
+seconds) at which each stage touched it, and ``stream_id``: on a server event
+sent to a client, its id in the session's out stream, after which a client
+that lost its connection resumes (see :class:`Start`). Stage times are copied forward from
 message to message, so one turn's latency can be broken down from the last
 message alone.
 
@@ -45,6 +47,8 @@ class Message(BaseModel):
     turn_id: str = ""
     seq: int = 0
     ts: dict[str, float] = Field(default_factory=dict)
+    #: Server events only: the event's id in the session's out stream ("" for events sent directly).
+    stream_id: str = ""
 
     #: True for messages that carry raw audio beside the JSON header.
     has_audio: ClassVar[bool] = False
@@ -81,7 +85,15 @@ class _AudioMessage(Message):
 
 
 class Start(Message):
-    """First message of a connection: how the client sends and wants audio."""
+    """First message of a connection: how the client sends and wants audio.
+
+    To come back to a session after a dropped connection (within the
+    gateway's grace period), a client sends ``resume_session_id`` (the
+    ``ready.session_id`` it had), ``resume_after`` (the last non-empty
+    ``stream_id`` it received) and ``resume_audio_bytes`` (bytes of reply
+    audio received after that event); the events and audio it missed follow
+    ``ready``.
+    """
 
     type: Literal["start"] = "start"
     sample_rate: int = BUS_RATE
@@ -91,6 +103,8 @@ class Start(Message):
     speech_rate: float = 1.0
     language: str | None = None
     resume_session_id: str | None = None
+    resume_after: str | None = None  # a stream_id; None: replay nothing missed
+    resume_audio_bytes: int = Field(0, ge=0)
 
 
 class Configure(Message):
@@ -230,7 +244,7 @@ class TtsRequest(Message):
 
 
 class Ready(Message):
-    """The session is open; ``session_id`` names it."""
+    """The session is open; ``session_id`` names it; ``resumed``: it is the session the client asked to resume."""
 
     type: Literal["ready"] = "ready"
     sample_rate: int = BUS_RATE
@@ -238,6 +252,7 @@ class Ready(Message):
     wake_words: list[str] = Field(default_factory=list)
     voices: list[str] = Field(default_factory=list)
     max_frame_bytes: int = 0
+    resumed: bool = False
 
 
 class Wake(Message):

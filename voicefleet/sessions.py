@@ -61,6 +61,8 @@ class SessionRecord:
     created: float = 0.0
     #: The gateway connection attached now; "" while the client is away (the session may be resumed).
     connection: str = ""
+    #: When the client went away (epoch seconds; 0 while attached): names one absence, for its grace period.
+    away_since: float = 0.0
 
     @property
     def sample_rate(self) -> int:
@@ -85,7 +87,7 @@ class SessionRecord:
                 parsed: Any = type(default)(float(value)) if isinstance(default, (int, float)) else value
             except ValueError:
                 continue
-            if isinstance(parsed, (int, float)) and parsed <= 0 and f.name != "created":
+            if isinstance(parsed, (int, float)) and parsed <= 0 and f.name not in ("created", "away_since"):
                 continue
             setattr(record, f.name, parsed)
         return record
@@ -151,14 +153,14 @@ class Sessions:
             return None
         if record.user != user:
             raise PermissionError(session_id)
-        record.connection = connection
+        record.connection, record.away_since = connection, 0.0
         await self.save(session_id, record)
         await self.announce(session_id)
         return record
 
     async def detach(self, session_id: str, record: SessionRecord) -> None:
         """The client went away but may resume: keep the session, stop counting it as connected."""
-        record.connection = ""
+        record.connection, record.away_since = "", time.time()
         await self.save(session_id, record, attached=False)
 
     async def attached_connection(self, session_id: str) -> str | None:
