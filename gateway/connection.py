@@ -303,6 +303,8 @@ class Connection:
         """The client went away without ``stop``: keep the session for ``resume_grace_s``."""
         sid, user = self.session_id, self.user
         try:
+            if await self.sessions.attached_connection(sid) != self.connection_id:
+                return  # the client is back already, on another connection
             await self.sessions.detach(sid, self.record)
         except REDIS_DOWN:
             return
@@ -482,9 +484,11 @@ class Connection:
                     for item in await self._order(msg):
                         if isinstance(item, Message):
                             item.stream_id = stream_id  # made by the order: resumable after its chunk
+                            self._skip_bytes = 0  # a resuming client counted audio since its last event only
                         await self._send(item)
                 elif msg.type not in INTERNAL:
                     msg.stream_id = stream_id
+                    self._skip_bytes = 0
                     await self._send_event(msg)
 
     async def _send(self, item: Message | bytes) -> None:
@@ -505,8 +509,6 @@ class Connection:
         await self._send_event(item)
 
     async def _send_event(self, msg: Message) -> None:
-        if msg.stream_id:
-            self._skip_bytes = 0  # the client counted audio since its last event only
         if self.ws.client_state != WebSocketState.CONNECTED:
             return
         metrics.EVENTS_OUT.labels(msg.type).inc()
