@@ -57,6 +57,9 @@ log = logging.getLogger(__name__)
 #: Events that stay on the bus (internal), never forwarded to the client.
 INTERNAL = {"audio_frame", "session_started", "session_ended", "turn_request", "speak_request", "cancel"}
 
+#: How long a resuming client waits for its old connection to be let go (the drop noticed).
+RESUME_WAIT_S = 3.0
+
 # WebSocket close codes (RFC 6455).
 NORMAL, GOING_AWAY, UNSUPPORTED, POLICY, TOO_BIG, TRY_LATER = 1000, 1001, 1003, 1008, 1009, 1013
 
@@ -250,12 +253,13 @@ class Connection:
             raise Closing("bad_resume_after", f"resume_after {after[:40]!r} is not a stream_id this server sent.",
                           UNSUPPORTED)
         try:
-            record = await self.sessions.attach(sid, self.user, self.connection_id)
+            record = await self.sessions.attach(sid, self.user, self.connection_id, RESUME_WAIT_S)
         except PermissionError:
             raise Closing("resume_refused", "That session belongs to another user, so it cannot be resumed.",
                           POLICY) from None
         if record is None:
-            log.info("resume of an ended session refused; opening a new one", extra={"session": sid})
+            log.info("the session to resume has ended (or its gateway died); opening a new one",
+                     extra={"session": sid})
             return False
         self.session_id, self.order = sid, AudioOrder(sid)
         record.client_sample_rate, record.output_sample_rate = self.client_rate, out_rate

@@ -40,6 +40,7 @@ async def test_only_the_same_user_attaches_and_detached_sessions_do_not_count(bu
     sessions = Sessions(bus)
     record = SessionRecord(user="ada", connection="c1")
     await sessions.open("s1", record)
+    assert await sessions.attach("s1", "ada", "c2", wait_s=0.1) is None  # c1 has not let go
     await sessions.detach("s1", record)
     assert await sessions.connected_count("ada") == 0 and await sessions.attached_connection("s1") == ""
     with pytest.raises(PermissionError):

@@ -19,6 +19,7 @@ from typing import Any
 
 from . import metrics
 from .bus import REDIS_DOWN, Backoff, Bus, Entry, instance_name
+from .constraints import exit_on_conflict
 from .messages import Message
 from .settings import ServiceSettings
 
@@ -252,7 +253,8 @@ def _free(slots: asyncio.Semaphore) -> int:
 
 
 def main_entry(service: Service) -> None:
-    """Run a service until it stops (the body of every worker's ``__main__``)."""
+    """Check the fleet's cross-service settings, then run a service until it stops (every worker's ``__main__``)."""
+    exit_on_conflict(service.settings)
     try:
         asyncio.run(service.run())
     except KeyboardInterrupt:

@@ -22,6 +22,7 @@ STT worker's lease and audio position, the orchestrator's turn progress...).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -143,16 +144,27 @@ class Sessions:
         )
         await self.announce(session_id)
 
-    async def attach(self, session_id: str, user: str, connection: str) -> SessionRecord | None:
-        """Attach ``connection`` to an existing session of ``user`` (a resume); None when it is gone.
+    async def attach(self, session_id: str, user: str, connection: str, wait_s: float = 0.0) -> SessionRecord | None:
+        """Attach ``connection`` to an existing session of ``user`` (a resume).
 
+        Only a session whose client went away can be resumed: one still attached
+        to another connection is waited for up to ``wait_s`` (that connection's
+        gateway may not have noticed the drop yet). None when the session is
+        gone or was not let go in time (its gateway died: nobody will).
         Raises :class:`PermissionError` when the session belongs to someone else.
         """
-        record = await self.load(session_id)
-        if record is None:
-            return None
-        if record.user != user:
-            raise PermissionError(session_id)
+        deadline = time.monotonic() + wait_s
+        while True:
+            record = await self.load(session_id)
+            if record is None:
+                return None
+            if record.user != user:
+                raise PermissionError(session_id)
+            if not record.connection:
+                break
+            if time.monotonic() >= deadline:
+                return None
+            await asyncio.sleep(0.05)
         record.connection, record.away_since = connection, 0.0
         await self.save(session_id, record)
         await self.announce(session_id)
