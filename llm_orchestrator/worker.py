@@ -15,7 +15,7 @@ import logging
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
-from voicefleet.messages import Message, TurnRequest
+from voicefleet.messages import Cancel, Message, TurnRequest
 from voicefleet.service import Service
 from voicefleet.sessions import Sessions
 
@@ -74,7 +74,6 @@ class LlmService(Service):
     def loops(self) -> list[Coroutine[Any, Any, None]]:
         return [
             self.consume(self.keys.turns, GROUP, self.handle, concurrency=self.llm_settings.concurrency),
-            self.listen_cancels(),
         ]
 
     def status(self) -> dict[str, Any]:
@@ -104,9 +103,8 @@ class LlmService(Service):
             if self.active.get(key) is turn:
                 del self.active[key]
 
-    async def listen_cancels(self) -> None:
-        async for cancel in self.bus.cancels():
-            for (session_id, turn_id), turn in list(self.active.items()):
-                if session_id == cancel.session_id and (not cancel.turn_id or cancel.turn_id == turn_id):
-                    log.info("cancel (%s)", cancel.reason, extra={"session": session_id, "turn": turn_id})
-                    turn.cancel(cancel.reason)
+    async def on_cancel(self, cancel: Cancel) -> None:
+        for (session_id, turn_id), turn in list(self.active.items()):
+            if session_id == cancel.session_id and (not cancel.turn_id or cancel.turn_id == turn_id):
+                log.info("cancel (%s)", cancel.reason, extra={"session": session_id, "turn": turn_id})
+                turn.cancel(cancel.reason)

@@ -31,7 +31,7 @@ import numpy as np
 
 from voicefleet import metrics
 from voicefleet.audio import BUS_RATE, clamp_rate
-from voicefleet.messages import AudioChunk, Error, Message, Notice, SpeakRequest, TtsRequest, now
+from voicefleet.messages import AudioChunk, Cancel, Error, Message, Notice, SpeakRequest, TtsRequest, now
 from voicefleet.models import piper_voice
 from voicefleet.service import Service
 from voicefleet.sessions import Sessions
@@ -118,7 +118,6 @@ class TtsService(Service):
     def loops(self) -> list[Coroutine[Any, Any, None]]:
         return [
             self.consume(self.keys.speak, GROUP, self.handle, concurrency=self.tts.concurrency),
-            self._listen_for_cancels(),
         ]
 
     def status(self) -> dict[str, Any]:
@@ -143,10 +142,9 @@ class TtsService(Service):
         finally:
             self._active -= 1
 
-    async def _listen_for_cancels(self) -> None:
-        async for cancel in self.bus.cancels():
-            self.cancels.add(cancel.session_id, cancel.turn_id)
-            log.info("cancel heard (%s)", cancel.reason, extra={"session": cancel.session_id, "turn": cancel.turn_id})
+    async def on_cancel(self, cancel: Cancel) -> None:
+        self.cancels.add(cancel.session_id, cancel.turn_id)
+        log.info("cancel heard (%s)", cancel.reason, extra={"session": cancel.session_id, "turn": cancel.turn_id})
 
     # ---- one sentence of a turn -----------------------------------------
     async def speak(self, msg: SpeakRequest) -> None:
