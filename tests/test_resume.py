@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import redis
 from conftest import REDIS_URL, free_port
-from fleet import Proc, child_env, mint_token, wait_for_health, wait_for_log
+from fleet import Proc, child_env, delete_prefix, mint_token, wait_for_health, wait_for_log
 
 from audio_client.protocol import GatewaySession, Item, OptionsRefused, ResumePoint, StartOptions
 from llm_orchestrator.history import History
@@ -62,11 +61,7 @@ def resume_fleet(redis_available: None, tmp_path_factory: pytest.TempPathFactory
     finally:
         for proc in procs.values():
             proc.stop()
-        client = redis.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-        client.close()
+        delete_prefix(REDIS_URL, prefix)
 
 
 @pytest.fixture

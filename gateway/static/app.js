@@ -31,7 +31,7 @@ const $ = (id) => document.getElementById(id);
 
 // Exposed for tests and for the curious: counters of what went through the page.
 const stats = { framesSent: 0, samplesSent: 0, audioFrames: 0, samplesScheduled: 0, turns: 0, latencyShown: 0 };
-window.vf = { stats, sessionId: "", status: "offline", events: [] };
+window.vf = { stats, sessionId: "", status: "offline", events: [], resumed: false };
 
 const app = {
   config: { dev_signin: false, voices: [] },
@@ -378,6 +378,9 @@ function connect() {
   };
 }
 
+// For tests: lose the connection as a network failure would (no "stop"); the page comes back by itself.
+window.vf.drop = () => { if (app.ws) app.ws.close(4000, "dropped"); };
+
 function disconnect() {
   app.wantConnection = false;
   app.resume = { sessionId: "", after: "", audioBytes: 0 };
@@ -600,6 +603,7 @@ function onReady(ev) {
   }
   app.reconnectDelay = RECONNECT_FIRST_MS;
   window.vf.sessionId = ev.session_id;
+  window.vf.resumed = Boolean(ev.resumed);
   if (ev.wake_words && ev.wake_words.length && !ev.wake_words.includes(app.wakeWord)) app.wakeWord = ev.wake_words[0];
   $("wake-name").textContent = `“${app.wakeWord.replace(/_/g, " ")}”`;
   $("wake").disabled = !(ev.wake_words && ev.wake_words.length);
