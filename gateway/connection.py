@@ -503,8 +503,11 @@ class Connection:
                 item = item[skipped:]
                 if not item:
                     return
+            # A dropped client is noticed by _inbound (which detaches the session for a resume),
+            # not here: a failed send must not end the session as an internal error.
             async with self._send_lock:
-                await self.ws.send_bytes(item)
+                with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+                    await self.ws.send_bytes(item)
             metrics.FRAMES_OUT.inc()
             return
         if item.type == "audio_start":
