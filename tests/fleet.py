@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -104,3 +106,10 @@ def delete_prefix(redis_url: str, prefix: str) -> None:
     if keys:
         client.delete(*keys)
     client.close()
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 60) -> None:
+    """Wait until ``check()`` is true (state in Redis has no event to wait on)."""
+    async with asyncio.timeout(within):
+        while not await check():  # noqa: ASYNC110 (polls Redis state; there is no event to await)
+            await asyncio.sleep(0.01)
