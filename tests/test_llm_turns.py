@@ -21,6 +21,7 @@ from llm_orchestrator.backends import LlamaCppBackend
 from llm_orchestrator.history import HistoryEntry
 from voicefleet.bus import Bus
 from voicefleet.messages import Error, ReplyDelta, ReplyDone, SpeakRequest, now
+from voicefleet.sessions import Sessions
 from voicefleet.settings import BusSettings
 
 pytestmark = pytest.mark.models
@@ -141,3 +142,16 @@ async def test_a_turn_of_a_dead_worker_is_taken_over_without_repeating_speech(
     seqs = [e.message.seq for e in await speak_entries(bus, turn.turn_id)]
     assert done.chunks >= 2 and seqs == list(range(1, done.chunks))  # seq 0 was not spoken again
     assert [e.code for e in messages(out_stale, Error, stale.turn_id)] == ["turn_expired"]
+
+
+async def test_a_late_cancelled_turn_does_not_supersede_the_current_one(
+    bus: Bus, bus_settings: BusSettings, llama: LlamaCppBackend
+) -> None:
+    sessions = Sessions(bus)
+    late = await send_turn(bus, "s7", "An old question.")
+    await bus.cancel("s7", late.turn_id, "superseded")  # the session moved on before it was picked up
+    current = await sessions.start_turn("s7")
+    async with running_service(bus_settings, [llama]):
+        out = await read_until_done(bus, "s7", late.turn_id)
+    assert messages(out, ReplyDone, late.turn_id)[-1].interrupted
+    assert await sessions.current_turn("s7") == current and not await bus.is_cancelled("s7", current)
