@@ -67,7 +67,7 @@ def parse_args(argv: list[str] | None, settings: ClientSettings) -> argparse.Nam
     headless.add_argument("--out", type=Path, metavar="REPLY.wav",
                           help="save the reply audio (several turns: REPLY-1.wav, REPLY-2.wav...)")
     headless.add_argument("--out-rate", type=int, default=0,
-                          help="sample rate of the saved reply and of the reply audio asked for (default 16000)")
+                          help="rate of the saved reply and of the reply audio asked for (default 16000, the bus rate)")
     headless.add_argument("--fast", action="store_true", help="stream the WAV faster than real time")
     headless.add_argument("--json", action="store_true", help="print one JSON object per turn")
     headless.add_argument("--timeout", type=float, default=settings.turn_timeout_s,

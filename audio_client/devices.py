@@ -19,6 +19,8 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import soxr
 
+from voicefleet.audio import BUS_RATE
+
 from .protocol import ClientError
 
 log = logging.getLogger(__name__)
@@ -156,7 +158,7 @@ class PyAudioIO:
     """
 
     def __init__(self, input_device: str | None, output_device: str | None,
-                 mic_rate: int = 16000, frame_ms: int = 40) -> None:
+                 mic_rate: int = BUS_RATE, frame_ms: int = 40) -> None:
         self._pa = _portaudio()
         self._pyaudio = pyaudio_module()
         devices = _devices(self._pa)

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from voicefleet.audio import BUS_RATE
 from voicefleet.messages import (
     AudioEnd,
     AudioStart,
@@ -53,7 +54,6 @@ from .protocol import ConnectionLost, GatewaySession, Item, StartOptions
 
 log = logging.getLogger(__name__)
 
-RATE = 16000
 #: Frames per second the fast mode stays under (the gateway allows 100 by default).
 FAST_FRAMES_PER_S = 50
 #: After ``reply_done`` announced no speech at all, stop waiting for audio after this long.
@@ -71,7 +71,7 @@ class TurnResult:
     partials: list[str] = field(default_factory=list)
     reply: str = ""
     audio: bytes = b""  # PCM16 mono at ``sample_rate``
-    sample_rate: int = RATE
+    sample_rate: int = BUS_RATE
     #: Where the speech ends in the input audio, in seconds (None for text or silence).
     speech_end_s: float | None = None
     #: First reply audio after the end of the speech in the input (None for text).
@@ -230,7 +230,7 @@ class HeadlessClient:
     def __init__(self, url: str, token: str, options: StartOptions | None = None, *,
                  frame_ms: int = 40, open_timeout_s: float = 5.0, output_sample_rate: int = 0) -> None:
         self.options = options or StartOptions()
-        self.options.sample_rate = RATE
+        self.options.sample_rate = BUS_RATE
         self.options.output_sample_rate = output_sample_rate
         self.session = GatewaySession(url, token, self.options, open_timeout_s)
         self.frame_ms = frame_ms
@@ -249,7 +249,7 @@ class HeadlessClient:
     @property
     def output_rate(self) -> int:
         ready = self.session.ready
-        return ready.output_sample_rate if ready and ready.output_sample_rate else RATE
+        return ready.output_sample_rate if ready and ready.output_sample_rate else BUS_RATE
 
     async def __aenter__(self) -> HeadlessClient:
         await self.session.open()
@@ -306,7 +306,7 @@ class HeadlessClient:
         await self._end_playback(wait=True)
         self._drain()
         result = TurnResult(session_id=self.session.session_id, source="voice")
-        result.speech_end_s = wav.speech_end(samples, RATE)
+        result.speech_end_s = wav.speech_end(samples, BUS_RATE)
         collector = _Collector(result, None, self._past_turns)
         sender = asyncio.create_task(self._stream(samples, collector, realtime, trailing_silence_s))
         try:
@@ -338,7 +338,7 @@ class HeadlessClient:
 
     async def _stream_silence(self, until: float) -> None:
         """The microphone stays open: silence in real time until ``until`` (monotonic)."""
-        silence = np.zeros(int(RATE * self.frame_ms / 1000), np.int16).tobytes()
+        silence = np.zeros(int(BUS_RATE * self.frame_ms / 1000), np.int16).tobytes()
         while time.monotonic() < until:
             await asyncio.sleep(min(self.frame_ms / 1000, max(0.0, until - time.monotonic())))
             await self.session.send_audio(silence)
@@ -347,10 +347,10 @@ class HeadlessClient:
                       trailing_silence_s: float) -> None:
         max_bytes = (self.session.ready.max_frame_bytes if self.session.ready else 0) or 32000
         frame_ms = self.frame_ms if realtime else 100  # fewer, larger frames when racing
-        size = max(160, min(int(RATE * frame_ms / 1000), max_bytes // 2))
-        padded = np.concatenate([samples.astype(np.int16), np.zeros(int(trailing_silence_s * RATE), np.int16)])
-        end_sample = round(collector.result.speech_end_s * RATE) if collector.result.speech_end_s else None
-        period = size / RATE if realtime else 1 / FAST_FRAMES_PER_S
+        size = max(160, min(int(BUS_RATE * frame_ms / 1000), max_bytes // 2))
+        padded = np.concatenate([samples.astype(np.int16), np.zeros(int(trailing_silence_s * BUS_RATE), np.int16)])
+        end_sample = round(collector.result.speech_end_s * BUS_RATE) if collector.result.speech_end_s else None
+        period = size / BUS_RATE if realtime else 1 / FAST_FRAMES_PER_S
         start = time.monotonic()
         for count, offset in enumerate(range(0, len(padded), size), start=1):
             frame = padded[offset : offset + size]

@@ -18,6 +18,7 @@ from typing import TextIO
 import numpy as np
 import soxr
 
+from voicefleet.audio import BUS_RATE
 from voicefleet.messages import (
     AudioEnd,
     AudioStart,
@@ -96,7 +97,7 @@ class LiveClient:
         self.tone_volume = tone_volume
         self.half_duplex = half_duplex
         self.keyboard = keyboard
-        rate = audio.output_rate if audio else 16000
+        rate = audio.output_rate if audio else BUS_RATE
         self.playback = PlaybackBuffer(int(rate * prebuffer_ms / 1000), self._on_playback_state)
         self._loop: asyncio.AbstractEventLoop | None = None
         # Microphone frames and playback state, in order: the gateway keeps them in-band.

@@ -2,10 +2,12 @@
 
 :class:`GatewaySession` is one connection: it sends ``start``, waits for
 ``ready`` and then yields the server's events (typed messages from
-:mod:`voicefleet.messages`) and reply audio (``bytes``). :class:`Reconnecting`
-keeps a session alive across gateway restarts with exponential backoff, but
-gives up at once when the gateway refuses the token or the options: retrying
-cannot fix those.
+:mod:`voicefleet.messages`) and reply audio (``bytes``), keeping track of
+where it is in the session (:class:`ResumePoint`). :class:`Reconnecting`
+keeps a conversation alive across dropped connections and gateway restarts
+with exponential backoff, resuming the same session (the rest of a reply
+included) when the gateway still holds it, but gives up at once when the
+gateway refuses the token or the options: retrying cannot fix those.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ WS_PATH = "/v1/ws/audio"
 POLICY, UNSUPPORTED, TRY_LATER = 1008, 1003, 1013
 
 #: Gateway error codes that mean "these options will never be accepted".
-OPTION_ERRORS = {"bad_sample_rate", "unknown_voice", "bad_start", "start_required"}
+OPTION_ERRORS = {
+    "bad_sample_rate", "unknown_voice", "bad_start", "start_required", "resume_refused", "bad_resume_after",
+}
 
 Item = Message | bytes
 
@@ -82,6 +86,21 @@ def ws_url(gateway: str) -> str:
 
 
 @dataclass
+class ResumePoint:
+    """Where a client is in its session: enough to resume it after the connection drops."""
+
+    session_id: str
+    after: str = ""  # the last stream_id received
+    audio_bytes: int = 0  # reply audio received since that event
+
+    def saw(self, item: Item) -> None:
+        if isinstance(item, bytes):
+            self.audio_bytes += len(item)
+        elif item.stream_id:
+            self.after, self.audio_bytes = item.stream_id, 0
+
+
+@dataclass
 class StartOptions:
     """What the client asks for in ``start``; kept across reconnects, changed by ``configure``."""
 
@@ -92,7 +111,7 @@ class StartOptions:
     speech_rate: float = 1.0
     language: str | None = None
 
-    def message(self) -> Start:
+    def message(self, resume: ResumePoint | None = None) -> Start:
         return Start(
             sample_rate=self.sample_rate,
             output_sample_rate=self.output_sample_rate,
@@ -100,18 +119,25 @@ class StartOptions:
             voice=self.voice,
             speech_rate=self.speech_rate,
             language=self.language,
+            resume_session_id=resume.session_id if resume else None,
+            resume_after=(resume.after or None) if resume else None,
+            resume_audio_bytes=resume.audio_bytes if resume else 0,
         )
 
 
 class GatewaySession:
     """One WebSocket session with the gateway."""
 
-    def __init__(self, url: str, token: str, options: StartOptions, open_timeout_s: float = 5.0) -> None:
+    def __init__(self, url: str, token: str, options: StartOptions, open_timeout_s: float = 5.0,
+                 resume: ResumePoint | None = None) -> None:
         self.url = ws_url(url)
         self.token = token
         self.options = options
         self.open_timeout_s = open_timeout_s
+        self.resume = resume
         self.ready: Ready | None = None
+        #: Where this client is in the session (after ``ready``): pass it to the next connection to resume.
+        self.position: ResumePoint | None = None
         self._ws: ClientConnection | None = None
         self._closing = False
 
@@ -148,7 +174,7 @@ class GatewaySession:
             raise ConnectionLost(f"cannot reach the gateway at {self.url} ({_describe(exc)})") from None
         error: Error | None = None
         try:
-            await self._ws.send(codec.encode_text(self.options.message()))
+            await self._ws.send(codec.encode_text(self.options.message(self.resume)))
             async with asyncio.timeout(self.open_timeout_s):
                 async for raw in self._ws:
                     if isinstance(raw, bytes):
@@ -156,7 +182,13 @@ class GatewaySession:
                     msg = _decode(raw)
                     if isinstance(msg, Ready):
                         self.ready = msg
-                        log.info("session %s ready", msg.session_id)
+                        resumed = self.resume if msg.resumed and self.resume else None
+                        if resumed is not None and resumed.after == msg.stream_id:
+                            # Audio counted before the drop still counts: the gateway skipped it.
+                            self.position = ResumePoint(msg.session_id, msg.stream_id, resumed.audio_bytes)
+                        else:
+                            self.position = ResumePoint(msg.session_id, msg.stream_id)
+                        log.info("session %s %s", msg.session_id, "resumed" if msg.resumed else "ready")
                         return msg
                     if isinstance(msg, Error):
                         error = msg
@@ -197,11 +229,15 @@ class GatewaySession:
         try:
             async for raw in self._ws:
                 if isinstance(raw, bytes):
+                    if self.position is not None:
+                        self.position.saw(raw)
                     yield raw
                     continue
                 msg = _decode(raw)
                 if msg is None:
                     continue
+                if self.position is not None:
+                    self.position.saw(msg)
                 if isinstance(msg, Error):
                     last_error = msg
                 yield msg
@@ -234,9 +270,12 @@ class Reconnecting:
     """Keeps a conversation connected across gateway restarts.
 
     ``serve(session)`` runs while a session is open and returns when the user
-    is done; if the connection drops meanwhile, a new session is opened after
-    a backoff (with jitter, so many clients do not all come back at once) and
-    ``serve`` runs again. A refused token or refused options end the loop.
+    is done; if the connection drops meanwhile, the client connects again
+    after a backoff (with jitter, so many clients do not all come back at
+    once), asks to resume the same session where it stopped (the gateway
+    replays what was missed, or opens a new session once the old one is
+    gone), and ``serve`` runs again. A refused token or refused options end
+    the loop.
     """
 
     def __init__(
@@ -259,8 +298,9 @@ class Reconnecting:
     async def run(self, serve: Callable[[GatewaySession], Awaitable[None]]) -> None:
         delay = self.first_delay_s
         failures = 0
+        resume: ResumePoint | None = None
         while True:
-            session = GatewaySession(self.url, self.token, self.options, self.open_timeout_s)
+            session = GatewaySession(self.url, self.token, self.options, self.open_timeout_s, resume)
             try:
                 await session.open()
             except ConnectionLost as exc:
@@ -278,6 +318,7 @@ class Reconnecting:
                 return
             except ConnectionLost as exc:
                 self.on_status(f"{exc.message}; reconnecting")
+                resume = session.position
             finally:
                 await session.close()
 

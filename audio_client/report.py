@@ -10,8 +10,10 @@ from typing import TextIO
 
 import numpy as np
 
+from voicefleet.audio import BUS_RATE
+
 from . import wav
-from .headless import RATE, HeadlessClient, TurnResult
+from .headless import HeadlessClient, TurnResult
 from .protocol import StartOptions
 from .settings import ClientSettings
 
@@ -90,7 +92,7 @@ def failure(result: TurnResult, timeout_s: float) -> str | None:
 async def run_headless(args: argparse.Namespace, token: str, options: StartOptions,
                        settings: ClientSettings, out: TextIO = sys.stdout) -> int:
     inputs: list[tuple[str, np.ndarray | str]] = [
-        (kind, wav.read_wav(value, RATE) if kind == "wav" else str(value)) for kind, value in args.inputs
+        (kind, wav.read_wav(value, BUS_RATE) if kind == "wav" else str(value)) for kind, value in args.inputs
     ]
     status = 0
     async with HeadlessClient(args.gateway, token, options, frame_ms=settings.frame_ms,
@@ -98,7 +100,7 @@ async def run_headless(args: argparse.Namespace, token: str, options: StartOptio
                               output_sample_rate=args.out_rate) as client:
         for index, (_kind, value) in enumerate(inputs, start=1):
             if isinstance(value, np.ndarray):
-                if wav.speech_end(value, RATE) is None:
+                if wav.speech_end(value, BUS_RATE) is None:
                     print(f"warning: {args.inputs[index - 1][1]} holds no audible speech", file=sys.stderr)
                 result = await client.say(value, realtime=not args.fast,
                                           trailing_silence_s=args.trailing_silence, timeout_s=args.timeout)

@@ -8,36 +8,20 @@ from pathlib import Path
 import numpy as np
 import soxr
 
+from voicefleet import audio
+from voicefleet.audio import BUS_RATE
+
 from .protocol import UsageError
 
 
-def read_wav(path: Path, rate: int = 16000) -> np.ndarray:
-    """A WAV file as int16 mono at ``rate`` (channels mixed down, resampled with soxr)."""
+def read_wav(path: Path, rate: int = BUS_RATE) -> np.ndarray:
+    """A WAV file as int16 mono at ``rate``; a missing or unreadable file is a :class:`UsageError`."""
     try:
-        with wave.open(str(path), "rb") as src:
-            channels, width, src_rate = src.getnchannels(), src.getsampwidth(), src.getframerate()
-            raw = src.readframes(src.getnframes())
+        return audio.read_wav(path, rate)
     except FileNotFoundError:
         raise UsageError(f"no such file: {path}") from None
-    except (wave.Error, EOFError) as exc:
-        raise UsageError(f"{path} is not a PCM WAV file ({exc})") from None
-    if width == 1:
-        samples = (np.frombuffer(raw, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
-    elif width == 2:
-        samples = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
-    elif width == 4:
-        samples = np.frombuffer(raw, dtype="<i4").astype(np.float32) / 2147483648.0
-    else:
-        raise UsageError(f"{path}: {8 * width}-bit WAV is not supported (use 8, 16 or 32-bit PCM)")
-    if channels > 1:
-        samples = samples[: len(samples) // channels * channels].reshape(-1, channels).mean(axis=1)
-    if src_rate != rate and len(samples):
-        samples = soxr.resample(samples, src_rate, rate)
-    return to_int16(samples)
-
-
-def to_int16(samples: np.ndarray) -> np.ndarray:
-    return np.clip(np.round(samples * 32768.0), -32768, 32767).astype(np.int16)
+    except audio.WavError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def write_wav(path: Path, pcm: bytes | np.ndarray, rate: int) -> Path:
@@ -86,4 +70,4 @@ def speech_end(samples: np.ndarray, rate: int, window_ms: float = 10.0, below_pe
 def is_silent(pcm: bytes, floor: float = 100.0) -> bool:
     """True when PCM16 audio has no part louder than ``floor`` RMS."""
     samples = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype=np.int16)
-    return speech_end(samples, 16000, floor=floor) is None
+    return speech_end(samples, BUS_RATE, floor=floor) is None

@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 from audio_client.headless import HeadlessClient, TurnResult  # noqa: E402
 from audio_client.protocol import StartOptions  # noqa: E402
 from bench.common import RESULTS, summary, table, write  # noqa: E402
+from voicefleet.audio import BUS_RATE  # noqa: E402
 
 COMMANDS = [
     "Hello, how are you today?",
@@ -68,7 +69,7 @@ def speak(text: str) -> np.ndarray:
     voice = _voice()
     config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
     audio = np.concatenate([c.audio_int16_array for c in voice.synthesize(text, syn_config=config)])
-    audio = soxr.resample(audio, voice.config.sample_rate, 16000).astype(np.int16)
+    audio = soxr.resample(audio, voice.config.sample_rate, BUS_RATE).astype(np.int16)
     return np.concatenate([np.zeros(4800, np.int16), audio])
 
 

@@ -34,19 +34,18 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from vad_stt_worker.audio import read_wav  # noqa: E402
 from vad_stt_worker.cli import transcribe_audio  # noqa: E402
 from vad_stt_worker.hallucinations import normalize_text  # noqa: E402
 from vad_stt_worker.models import Models  # noqa: E402
 from vad_stt_worker.settings import SttSettings  # noqa: E402
 from vad_stt_worker.stt import normalize_language  # noqa: E402
 from vad_stt_worker.turn import TurnConfig  # noqa: E402
+from voicefleet.audio import BUS_RATE, read_wav  # noqa: E402
 from voicefleet.bus import AUDIO_MAXLEN, Bus  # noqa: E402
 from voicefleet.messages import AudioFrame, SessionEnded, TranscriptFinal, new_id  # noqa: E402
 from voicefleet.settings import BusSettings  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
-RATE = 16000
 FRAME = 640  # 40 ms
 
 COMMANDS = [
@@ -109,7 +108,7 @@ def speech_end_s(audio: np.ndarray, window: int = 160) -> float:
     """Last 10 ms window louder than -40 dBFS: the acoustic end of speech."""
     frames = audio[: audio.size - audio.size % window].astype(np.float32).reshape(-1, window)
     loud = np.nonzero(np.sqrt(np.mean(frames**2, axis=1)) > 0.01 * 32768)[0]
-    return float((loud[-1] + 1) * window / RATE) if loud.size else 0.0
+    return float((loud[-1] + 1) * window / BUS_RATE) if loud.size else 0.0
 
 
 # ----------------------------------------------------------------------------- corpus
@@ -135,7 +134,7 @@ def make_corpus(folder: Path) -> None:
         if i % 2:  # half at 16 kHz, half at Piper's own rate (exercises resampling)
             import soxr
 
-            audio, rate = soxr.resample(audio, native, RATE).astype(np.int16), RATE
+            audio, rate = soxr.resample(audio, native, BUS_RATE).astype(np.int16), BUS_RATE
         path = folder / f"cmd{i:02d}.wav"
         with wave.open(str(path), "wb") as out:
             out.setnchannels(1)
@@ -258,7 +257,8 @@ async def _stream_one(bus: Bus, audio: np.ndarray) -> tuple[TranscriptFinal, flo
     keys = bus.keys
     await bus.redis.hset(
         keys.session(sid),
-        mapping={"user": "bench", "sample_rate": "16000", "wake_word": "", "language": "", "created": str(time.time())},
+        mapping={"user": "bench", "sample_rate": str(BUS_RATE), "wake_word": "", "language": "",
+                 "created": str(time.time())},
     )
     await bus.redis.expire(keys.session(sid), 600)
     await bus.redis.zadd(keys.sessions, {sid: time.time()})
@@ -269,7 +269,7 @@ async def _stream_one(bus: Bus, audio: np.ndarray) -> tuple[TranscriptFinal, flo
     for seq, offset in enumerate(range(0, audio.size, FRAME)):
         frame = AudioFrame(session_id=sid, seq=seq, audio=audio[offset : offset + FRAME].tobytes())
         await bus.add(keys.audio(sid), frame, maxlen=AUDIO_MAXLEN)
-        ahead = started + (offset + FRAME) / RATE - time.monotonic()
+        ahead = started + (offset + FRAME) / BUS_RATE - time.monotonic()
         if ahead > 0:
             await asyncio.sleep(ahead)
     speech_end = started_wall + end_s

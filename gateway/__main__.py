@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from voicefleet.constraints import exit_on_conflict
 from voicefleet.logs import setup_logging
 
 from .settings import GatewaySettings
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: no JWT secret configured: set VF_GATEWAY_JWT_SECRET (./run.sh makes one in .env)",
               file=sys.stderr)
         return 2
+    exit_on_conflict(settings)
     uvicorn.run(
         create_app(settings),
         host=settings.host,

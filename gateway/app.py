@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,8 +18,10 @@ from pydantic import BaseModel, Field
 from starlette.websockets import WebSocketDisconnect
 
 from voicefleet import codec, metrics
-from voicefleet.bus import REDIS_DOWN, Bus, instance_name
-from voicefleet.messages import Start, json_schemas
+from voicefleet.bus import REDIS_DOWN
+from voicefleet.messages import Cancel, Start, json_schemas
+from voicefleet.service import Service
+from voicefleet.sessions import Sessions
 
 from . import auth, tts_routes
 from .connection import POLICY, TRY_LATER, UNSUPPORTED, Closing, Connection, close_with_error
@@ -32,15 +32,36 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 
 
-class Fleet:
-    """What the app shares between requests: the bus and the open connections."""
+class Fleet(Service):
+    """The gateway process on the fleet: the bus, the open connections, health and cancels from the base.
+
+    uvicorn owns the process, so the app's lifespan calls :meth:`Service.start`
+    and :meth:`Service.shutdown` instead of :meth:`Service.run`.
+    """
+
+    name = "gateway"
 
     def __init__(self, settings: GatewaySettings) -> None:
-        self.settings = settings
-        self.bus = Bus(settings.bus)
+        super().__init__(settings)
+        self.gateway = settings
         self.connections: dict[str, Connection] = {}
-        self.instance = instance_name("gateway")
-        self.started = time.time()
+        #: Grace periods of sessions whose client went away. Cancelled at shutdown: the sessions are
+        #: then left to expire, so that a client can still resume them through another gateway.
+        self.lingering: set[asyncio.Task[None]] = set()
+
+    def status(self) -> dict[str, Any]:
+        return {"sessions": len(self.connections)}
+
+    async def on_cancel(self, cancel: Cancel) -> None:
+        """Each cancel reaches its connection: the client is told to flush."""
+        conn = self.connections.get(cancel.session_id)
+        if conn is not None:
+            await conn.on_cancel(cancel.turn_id, cancel.reason)
+
+    async def teardown(self) -> None:
+        for task in self.lingering:
+            task.cancel()
+        await asyncio.gather(*self.lingering, return_exceptions=True)
 
     async def offered(self, field: str, service: str) -> list[str]:
         """What the live workers of ``service`` offer (voices, wake words), from their health."""
@@ -52,24 +73,6 @@ class Fleet:
     async def voices(self) -> list[str]:
         return await self.offered("voices", "tts")
 
-    async def beat(self) -> None:
-        period = self.settings.bus.health_ttl_s / 3
-        while True:
-            with contextlib.suppress(*REDIS_DOWN):
-                await self.bus.beat(
-                    "gateway",
-                    self.instance,
-                    {"pid": os.getpid(), "ready": True, "started": self.started,
-                     "sessions": len(self.connections)},
-                )
-            await asyncio.sleep(period)
-
-    async def route_cancels(self) -> None:
-        """One subscription per gateway process: each cancel reaches its connection."""
-        async for cancel in self.bus.cancels():
-            conn = self.connections.get(cancel.session_id)
-            if conn is not None:
-                await conn.on_cancel(cancel.turn_id, cancel.reason)
 
 
 class TokenRequest(BaseModel):
@@ -82,17 +85,13 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        tasks = [asyncio.create_task(fleet.beat()), asyncio.create_task(fleet.route_cancels())]
-        log.info("Ready: gateway on http://%s:%d", settings.host, settings.port)
+        # Redis may be down now: the gateway still serves (health says so) and its loops retry.
+        await fleet.start(wait_for_redis=False)
+        log.info("gateway on http://%s:%d", settings.host, settings.port)
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            with contextlib.suppress(*REDIS_DOWN):
-                await fleet.bus.redis.delete(fleet.bus.keys.health("gateway", fleet.instance))
-            await fleet.bus.close()
+            await fleet.shutdown()
 
     app = FastAPI(
         title="voicefleet gateway",
@@ -124,8 +123,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                               "close one first.", TRY_LATER)
             first = await _first_message(ws, settings)
             conn = Connection(ws, fleet.bus, settings, principal.user, await fleet.voices(),
-                              await fleet.offered("wake_words", "stt"))
-            fleet.connections[conn.session_id] = conn
+                              await fleet.offered("wake_words", "stt"), fleet.connections, fleet.lingering)
             metrics.CONNECTIONS.inc()
             metrics.ACCEPTED.inc()
             await conn.serve(first)
@@ -138,7 +136,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                                       "The assistant's message bus is unreachable; try again shortly.", TRY_LATER))
         finally:
             if conn is not None:
-                fleet.connections.pop(conn.session_id, None)
                 metrics.CONNECTIONS.dec()
 
     bearer = HTTPBearer(auto_error=False, description="A JWT, as for the WebSocket")
@@ -205,10 +202,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
 
 async def _under_user_limit(fleet: Fleet, user: str) -> bool:
-    key = fleet.bus.keys.user_sessions(user)
-    stale_before = time.time() - 30  # a gateway that died stopped refreshing its sessions
-    await fleet.bus.redis.zremrangebyscore(key, "-inf", stale_before)
-    return int(await fleet.bus.redis.zcard(key)) < fleet.settings.max_connections_per_user
+    return await Sessions(fleet.bus).connected_count(user) < fleet.gateway.max_connections_per_user
 
 
 async def _first_message(ws: WebSocket, settings: GatewaySettings) -> Start:

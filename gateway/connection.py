@@ -5,6 +5,12 @@ Two loops run per connection: ``_inbound`` (client frames onto the bus) and
 A third refreshes the session's registration, which also restores it after a
 Redis restart. Every limit violation ends in an ``error`` event and a clean
 close; nothing the client sends can raise out of these loops.
+
+A connection that drops without ``stop`` leaves its session waiting
+``resume_grace_s`` for the client to come back (``start.resume_session_id``):
+the turn in progress goes on, and what the client missed is replayed from the
+session's out stream after the last ``stream_id`` it received. Every event
+from the out stream carries its ``stream_id`` for that.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 
 import numpy as np
@@ -19,7 +26,8 @@ import soxr
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from voicefleet import codec, metrics
-from voicefleet.bus import AUDIO_MAXLEN, REDIS_DOWN, SESSION_TTL_S, Bus
+from voicefleet.audio import BUS_RATE
+from voicefleet.bus import AUDIO_MAXLEN, REDIS_DOWN, Bus
 from voicefleet.messages import (
     CLIENT_MESSAGES,
     AudioChunk,
@@ -29,26 +37,28 @@ from voicefleet.messages import (
     Interrupt,
     Interrupted,
     Message,
+    Notice,
     PlaybackFinished,
     PlaybackStarted,
     Ready,
-    SessionEnded,
-    SessionStarted,
     Start,
     Stop,
     TextInput,
     TurnRequest,
     new_id,
 )
+from voicefleet.sessions import SessionRecord, Sessions
 
 from .reorder import AudioOrder
 from .settings import GatewaySettings
 
 log = logging.getLogger(__name__)
 
-BUS_RATE = 16000
 #: Events that stay on the bus (internal), never forwarded to the client.
 INTERNAL = {"audio_frame", "session_started", "session_ended", "turn_request", "speak_request", "cancel"}
+
+#: How long a resuming client waits for its old connection to be let go (the drop noticed).
+RESUME_WAIT_S = 3.0
 
 # WebSocket close codes (RFC 6455).
 NORMAL, GOING_AWAY, UNSUPPORTED, POLICY, TOO_BIG, TRY_LATER = 1000, 1001, 1003, 1008, 1009, 1013
@@ -60,6 +70,14 @@ class Closing(Exception):
     def __init__(self, error: str, message: str, close_code: int = POLICY) -> None:
         super().__init__(message)
         self.error, self.message, self.close_code = error, message, close_code
+
+
+class ClientStopped(Exception):
+    """The client sent ``stop``: end the session now (no grace period)."""
+
+
+class TakenOver(Exception):
+    """Another connection resumed this session: leave it to that one."""
 
 
 class RateLimit:
@@ -82,22 +100,41 @@ class Connection:
     """Serves one authenticated WebSocket as one session."""
 
     def __init__(
-        self, ws: WebSocket, bus: Bus, settings: GatewaySettings, user: str, voices: list[str], wake_words: list[str]
+        self,
+        ws: WebSocket,
+        bus: Bus,
+        settings: GatewaySettings,
+        user: str,
+        voices: list[str],
+        wake_words: list[str],
+        registry: dict[str, Connection] | None = None,
+        lingering: set[asyncio.Task[None]] | None = None,
     ) -> None:
         self.ws, self.bus, self.settings, self.user = ws, bus, settings, user
+        #: This gateway's connections by session id (cancels are routed through it).
+        self.registry = registry if registry is not None else {}
+        #: Grace-period tasks of sessions whose client went away (owned by the gateway process).
+        self.lingering = lingering if lingering is not None else set()
         self.keys = bus.keys
         self.voices, self.wake_words = voices, wake_words
         self.session_id = new_id()
+        #: Names this connection in the session record: a resumed session is attached to its new one.
+        self.connection_id = new_id()
         self.opened = time.monotonic()
         self.last_heard = time.monotonic()
         self.order = AudioOrder(self.session_id)
-        self.info: dict[str, str] = {}
+        self.sessions = Sessions(bus)
+        self.record = SessionRecord(user=user)
         self.frame_seq = 0
         self.resampler: soxr.ResampleStream | None = None
         self.client_rate = BUS_RATE
         self.limiter = RateLimit(settings.max_frames_per_s)
         self._send_lock = asyncio.Lock()
         self._bus_down_reported = False
+        self.last_out_id: bytes = b"0-0"
+        #: Reply audio the resuming client already has: skipped from the replay.
+        self._skip_bytes = 0
+        self._checked_turns: set[str] = set()
 
     # ---------------------------------------------------------------- public
     async def serve(self, first: Start) -> None:
@@ -107,15 +144,19 @@ class Connection:
             asyncio.create_task(self._outbound(), name="outbound"),
             asyncio.create_task(self._keepalive(), name="keepalive"),
         ]
-        reason = "client closed"
+        reason, ending = "client closed", "close"
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 exc = task.exception()
-                if isinstance(exc, Closing):
+                if isinstance(exc, TakenOver):
+                    reason, ending = "resumed by another connection", "leave"
+                elif isinstance(exc, Closing):
                     reason = exc.error
                     await self._fail(exc)
-                elif isinstance(exc, WebSocketDisconnect) or exc is None:
+                elif isinstance(exc, WebSocketDisconnect):
+                    ending = "detach" if self.settings.resume_grace_s > 0 else "close"
+                elif isinstance(exc, ClientStopped) or exc is None:
                     pass
                 else:
                     reason = "internal error"
@@ -127,7 +168,17 @@ class Connection:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await self._close_session(reason)
+            if self.registry.get(self.session_id) is self:
+                del self.registry[self.session_id]
+            if ending == "detach":
+                await self._detach()
+            elif ending == "close":
+                await self._close_session(reason)
+            else:
+                log.info("connection left: %s", reason, extra={"session": self.session_id})
+            if self.ws.client_state == WebSocketState.CONNECTED:
+                with contextlib.suppress(Exception):
+                    await self.ws.close(NORMAL)
 
     async def on_cancel(self, turn_id: str, reason: str) -> None:
         """A turn of this session was cancelled (barge-in): tell the client to flush."""
@@ -141,7 +192,7 @@ class Connection:
             raise Closing(
                 "bad_sample_rate",
                 f"Sample rate {first.sample_rate} Hz is not supported; "
-                f"send between {s.min_sample_rate} and {s.max_sample_rate} Hz (16000 is best).",
+                f"send between {s.min_sample_rate} and {s.max_sample_rate} Hz ({BUS_RATE} is best).",
                 UNSUPPORTED,
             )
         out_rate = first.output_sample_rate or first.sample_rate
@@ -152,85 +203,143 @@ class Connection:
         self.client_rate = first.sample_rate
         if self.client_rate != BUS_RATE:
             self.resampler = soxr.ResampleStream(self.client_rate, BUS_RATE, 1, dtype="int16")
-        wake = first.wake_word if first.wake_word is not None else s.default_wake_word
-        self.info = {
-            "user": self.user,
-            "sample_rate": str(BUS_RATE),
-            "client_sample_rate": str(self.client_rate),
-            "output_sample_rate": str(out_rate),
-            "wake_word": wake or "",
-            "voice": first.voice or "",
-            "speech_rate": str(first.speech_rate),
-            "language": first.language or "",
-            "created": str(time.time()),
-        }
-        self.last_out_id = b"0-0"
-        await self._register()
-        await self.bus.add(
-            self.keys.audio(self.session_id),
-            SessionStarted(session_id=self.session_id, user=self.user, wake_word=wake or None),
-        )
-        await self.bus.redis.publish(self.keys.sessions_channel, self.session_id)
-        log.info("session opened", extra={"session": self.session_id})
+        resume_failed = False
+        if first.resume_session_id:
+            resume_failed = not await self._resume(first, out_rate)
+        if not self.record.connection:
+            await self._start_fresh(first, out_rate)
+        self.registry[self.session_id] = self
         await self._send_event(
             Ready(
                 session_id=self.session_id,
                 sample_rate=self.client_rate,
-                output_sample_rate=out_rate,
+                output_sample_rate=self.record.output_sample_rate,
                 wake_words=self.wake_words,
                 voices=self.voices,
                 max_frame_bytes=s.max_frame_bytes,
+                resumed=bool(first.resume_session_id) and not resume_failed,
+                stream_id=self.last_out_id.decode(),
             )
         )
+        if resume_failed:
+            await self._send_event(Notice(
+                session_id=self.session_id, code="resume_failed",
+                message="The session could not be resumed (it ended, or its grace period ran out); "
+                        "this is a new session."))
         await self._deliver_pending_notices()
+
+    async def _start_fresh(self, first: Start, out_rate: int) -> None:
+        wake = first.wake_word if first.wake_word is not None else self.settings.default_wake_word
+        self.record = SessionRecord(
+            user=self.user,
+            client_sample_rate=self.client_rate,
+            output_sample_rate=out_rate,
+            wake_word=wake or "",
+            voice=first.voice or "",
+            speech_rate=first.speech_rate,
+            language=first.language or "",
+            created=time.time(),
+            connection=self.connection_id,
+        )
+        self.last_out_id = b"0-0"
+        await self.sessions.open(self.session_id, self.record)
+        log.info("session opened", extra={"session": self.session_id})
+
+    async def _resume(self, first: Start, out_rate: int) -> bool:
+        """Attach to the session the client had; False when it is gone (a fresh one is opened instead)."""
+        sid = first.resume_session_id or ""
+        after = first.resume_after
+        if after is not None and not re.fullmatch(r"\d{1,20}-\d{1,20}", after):
+            raise Closing("bad_resume_after", f"resume_after {after[:40]!r} is not a stream_id this server sent.",
+                          UNSUPPORTED)
+        try:
+            record = await self.sessions.attach(sid, self.user, self.connection_id, RESUME_WAIT_S)
+        except PermissionError:
+            raise Closing("resume_refused", "That session belongs to another user, so it cannot be resumed.",
+                          POLICY) from None
+        if record is None:
+            log.info("the session to resume has ended (or its gateway died); opening a new one",
+                     extra={"session": sid})
+            return False
+        self.session_id, self.order = sid, AudioOrder(sid)
+        record.client_sample_rate, record.output_sample_rate = self.client_rate, out_rate
+        self.record = record
+        await self.sessions.save(sid, record)
+        if after is None:
+            self.last_out_id = await self.bus.last_id(self.keys.out(sid))
+        else:
+            self.last_out_id = after.encode()
+            await self._prime(after, first.resume_audio_bytes)
+        log.info("session resumed after %s", after, extra={"session": sid})
+        return True
+
+    async def _prime(self, after: str, audio_bytes: int) -> None:
+        """Rebuild the reply-audio order as the client left it, so that the replay goes on where it stopped.
+
+        The client counted ``audio_bytes`` of audio after the event ``after``;
+        the part of those released by the entry ``after`` itself is consumed
+        here, the rest is skipped from the replay.
+        """
+        stream = self.keys.out(self.session_id)
+        first: bytes | str = "-"
+        tail = 0
+        while True:
+            entries = await self.bus.range(stream, first, after, count=500)
+            for entry in entries:
+                if isinstance(entry.message, AudioChunk):
+                    outputs = await self._order(entry.message)
+                    if entry.id.decode() == after:
+                        tail = sum(len(o) for o in _after_last_event(outputs))
+            if len(entries) < 500:
+                break
+            first = b"(" + entries[-1].id
+        self._skip_bytes = max(0, audio_bytes - tail)
+
+    async def _order(self, chunk: AudioChunk) -> list[Message | bytes]:
+        """Push a reply-audio chunk through the order; a turn cancelled while nobody listened is dropped."""
+        if chunk.turn_id not in self._checked_turns:
+            self._checked_turns.add(chunk.turn_id)
+            if await self.bus.is_cancelled(self.session_id, chunk.turn_id):
+                self.order.drop(chunk.turn_id)
+        return self.order.push(chunk)
+
+    async def _detach(self) -> None:
+        """The client went away without ``stop``: keep the session for ``resume_grace_s``."""
+        sid, user = self.session_id, self.user
+        try:
+            if await self.sessions.attached_connection(sid) != self.connection_id:
+                return  # the client is back already, on another connection
+            await self.sessions.detach(sid, self.record)
+        except REDIS_DOWN:
+            return
+        away_since = self.record.away_since
+        log.info("client gone; the session waits %.0f s for it", self.settings.resume_grace_s,
+                 extra={"session": sid})
+
+        async def end_unless_resumed() -> None:
+            await asyncio.sleep(self.settings.resume_grace_s)
+            with contextlib.suppress(*REDIS_DOWN):
+                record = await self.sessions.load(sid)
+                if record is not None and not record.connection and record.away_since == away_since:
+                    await self.sessions.close(sid, user, "client_gone")
+                    log.info("session closed: the client did not come back", extra={"session": sid})
+
+        task = asyncio.create_task(end_unless_resumed(), name=f"grace-{sid}")
+        self.lingering.add(task)
+        task.add_done_callback(self.lingering.discard)
 
     async def _deliver_pending_notices(self) -> None:
         """Notices (a timer that rang) kept for this user while no session was open."""
-        key = self.keys.pending_notices(self.user)
-        pipe = self.bus.redis.pipeline(transaction=True)
-        pipe.lrange(key, 0, -1)
-        pipe.delete(key)
-        raw, _ = await pipe.execute()
-        for item in raw:
-            try:
-                notice = codec.decode_text(item)
-            except codec.DecodeError as exc:
-                log.warning("dropping a bad pending notice: %s", exc, extra={"session": self.session_id})
-                continue
+        for notice in await self.sessions.take_notices(self.user):
             notice.session_id = self.session_id
             await self._send_event(notice)
-
-    async def _register(self) -> None:
-        now = time.time()
-        pipe = self.bus.redis.pipeline(transaction=False)
-        pipe.hset(self.keys.session(self.session_id), mapping=self.info)
-        pipe.expire(self.keys.session(self.session_id), SESSION_TTL_S)
-        pipe.zadd(self.keys.sessions, {self.session_id: now})
-        pipe.zadd(self.keys.user_sessions(self.user), {self.session_id: now})
-        pipe.expire(self.keys.user_sessions(self.user), SESSION_TTL_S)
-        await pipe.execute()
 
     async def _close_session(self, reason: str) -> None:
         sid = self.session_id
         with contextlib.suppress(*REDIS_DOWN):
-            current = await self.bus.redis.get(self.keys.current_turn(sid))
-            if current:
-                await self.bus.cancel(sid, current.decode(), "session_closed")
-            pipe = self.bus.redis.pipeline(transaction=False)
-            pipe.zrem(self.keys.sessions, sid)
-            pipe.zrem(self.keys.user_sessions(self.user), sid)
-            pipe.expire(self.keys.session(sid), 60)
-            pipe.expire(self.keys.out(sid), 60)
-            pipe.expire(self.keys.audio(sid), 60)
-            pipe.expire(self.keys.history(sid), SESSION_TTL_S)
-            await pipe.execute()
-            await self.bus.add(self.keys.audio(sid), SessionEnded(session_id=sid, reason=reason))
-            await self.bus.redis.publish(self.keys.sessions_channel, sid)
+            await self.sessions.close(sid, self.user, reason)
         log.info("session closed: %s", reason, extra={"session": sid,
                  "ms": round((time.monotonic() - self.opened) * 1000)})
-        if self.ws.client_state == WebSocketState.CONNECTED:
-            with contextlib.suppress(Exception):
-                await self.ws.close(NORMAL)
 
     async def _fail(self, err: Closing) -> None:
         async with self._send_lock:
@@ -299,7 +408,7 @@ class Connection:
             return
         msg.session_id = self.session_id
         if isinstance(msg, Stop):
-            raise WebSocketDisconnect(NORMAL)
+            raise ClientStopped
         if isinstance(msg, Start):
             await self._send_error("already_started", "The session has already started.")
         elif isinstance(msg, TextInput):
@@ -320,12 +429,10 @@ class Connection:
             await self._send_error("text_too_long",
                                    f"The text is over {self.settings.max_text_chars} characters; shorten it.")
             return
-        await self._interrupt("new_turn")
-        turn_id = new_id()
-        request = TurnRequest(session_id=self.session_id, turn_id=turn_id, user=self.user, text=text,
-                              source="text").stamp("eot").stamp("transcript")
         try:
-            await self.bus.redis.set(self.keys.current_turn(self.session_id), turn_id, ex=SESSION_TTL_S)
+            turn_id = await self.sessions.start_turn(self.session_id, reason="new_turn")
+            request = TurnRequest(session_id=self.session_id, turn_id=turn_id, user=self.user, text=text,
+                                  source="text").stamp("eot").stamp("transcript")
             await self.bus.enqueue(self.keys.turns, request)
         except REDIS_DOWN:
             await self._send_error("bus_unavailable",
@@ -333,22 +440,20 @@ class Connection:
 
     async def _interrupt(self, reason: str) -> None:
         with contextlib.suppress(*REDIS_DOWN):
-            current = await self.bus.redis.get(self.keys.current_turn(self.session_id))
-            if current:
-                await self.bus.cancel(self.session_id, current.decode(), reason)
+            await self.sessions.cancel_current(self.session_id, reason)
 
     async def _configure(self, msg: Configure) -> None:
         if msg.voice and self.voices and msg.voice not in self.voices:
             await self._send_error("unknown_voice", f"Voice {msg.voice!r} is not available.")
             return
         if msg.wake_word is not None or msg.listen_always:
-            self.info["wake_word"] = "" if msg.listen_always else (msg.wake_word or "")
+            self.record.wake_word = "" if msg.listen_always else (msg.wake_word or "")
         if msg.voice is not None:
-            self.info["voice"] = msg.voice
+            self.record.voice = msg.voice
         if msg.speech_rate is not None:
-            self.info["speech_rate"] = str(msg.speech_rate)
+            self.record.speech_rate = msg.speech_rate
         with contextlib.suppress(*REDIS_DOWN):
-            await self._register()
+            await self.sessions.save(self.session_id, self.record)
         await self._to_bus(self.keys.audio(self.session_id), msg)
 
     async def _to_bus(self, stream: str, msg: Message, audio: bool = False) -> None:
@@ -378,16 +483,31 @@ class Connection:
                 if msg is None:
                     log.warning("bad entry on out stream: %s", entry.error, extra={"session": self.session_id})
                     continue
+                stream_id = entry.id.decode()
                 if isinstance(msg, AudioChunk):
-                    for item in self.order.push(msg):
+                    for item in await self._order(msg):
+                        if isinstance(item, Message):
+                            item.stream_id = stream_id  # made by the order: resumable after its chunk
+                            self._skip_bytes = 0  # a resuming client counted audio since its last event only
                         await self._send(item)
                 elif msg.type not in INTERNAL:
+                    msg.stream_id = stream_id
+                    self._skip_bytes = 0
                     await self._send_event(msg)
 
     async def _send(self, item: Message | bytes) -> None:
         if isinstance(item, bytes):
+            if self._skip_bytes:  # the resuming client has these already
+                skipped = min(self._skip_bytes, len(item))
+                self._skip_bytes -= skipped
+                item = item[skipped:]
+                if not item:
+                    return
+            # A dropped client is noticed by _inbound (which detaches the session for a resume),
+            # not here: a failed send must not end the session as an internal error.
             async with self._send_lock:
-                await self.ws.send_bytes(item)
+                with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+                    await self.ws.send_bytes(item)
             metrics.FRAMES_OUT.inc()
             return
         if item.type == "audio_start":
@@ -422,12 +542,13 @@ class Connection:
         while True:
             await asyncio.sleep(2.0)
             try:
-                existed = await self.bus.redis.exists(self.keys.session(self.session_id))
-                await self._register()
-                if not existed:
+                attached = await self.sessions.attached_connection(self.session_id)
+                if attached and attached != self.connection_id:
+                    raise TakenOver
+                if not await self.sessions.save(self.session_id, self.record):
                     log.warning("session state was lost (Redis restarted?); restored",
                                 extra={"session": self.session_id})
-                    await self.bus.redis.publish(self.keys.sessions_channel, self.session_id)
+                    await self.sessions.announce(self.session_id)
             except REDIS_DOWN:
                 continue
 
@@ -440,3 +561,11 @@ async def close_with_error(ws: WebSocket, err: Closing, session_id: str = "") ->
     with contextlib.suppress(Exception):
         await ws.send_text(codec.encode_text(Error(session_id=session_id, code=err.error, message=err.message)))
         await ws.close(err.close_code, reason=err.message[:120])
+
+
+def _after_last_event(outputs: list[Message | bytes]) -> list[bytes]:
+    """The audio released after the last JSON event of ``outputs``."""
+    tail: list[bytes] = []
+    for item in outputs:
+        tail = [] if isinstance(item, Message) else [*tail, item]
+    return tail

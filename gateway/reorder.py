@@ -40,12 +40,11 @@ class AudioOrder:
         turn = self._turn
         return turn.turn_id if turn and turn.started and not turn.ended else None
 
-    def drop(self, turn_id: str) -> list[Output]:
+    def drop(self, turn_id: str) -> None:
         """Forget a cancelled turn; its late chunks are ignored."""
         self._dropped.add(turn_id)
         if self._turn is not None and self._turn.turn_id == turn_id:
             self._turn = None
-        return []
 
     def push(self, chunk: AudioChunk) -> list[Output]:
         if chunk.turn_id in self._dropped:

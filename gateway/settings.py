@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from voicefleet.audio import MAX_RATE, MIN_RATE
 from voicefleet.settings import ServiceSettings
 
 
@@ -35,9 +36,12 @@ class GatewaySettings(ServiceSettings):
     idle_timeout_s: float = Field(120.0, gt=0, description="Close a connection silent this long")
     start_timeout_s: float = Field(10.0, gt=0, description="Time allowed for the first message")
     max_connections_per_user: int = Field(4, gt=0)
+    resume_grace_s: float = Field(
+        30.0, ge=0, description="How long a dropped client may resume its session (0: sessions end with the connection)"
+    )
     max_frames_per_s: float = Field(100.0, gt=0, description="Sustained frame rate allowed per connection")
-    min_sample_rate: int = 8000
-    max_sample_rate: int = 48000
+    min_sample_rate: int = Field(MIN_RATE, ge=MIN_RATE, description="Lowest client sample rate accepted (Hz)")
+    max_sample_rate: int = Field(MAX_RATE, le=MAX_RATE, description="Highest client sample rate accepted (Hz)")
 
     # --- fleet ---
     required_services: str = Field("stt,llm,tts,tools", description="Services /v1/health waits for")

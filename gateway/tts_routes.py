@@ -22,6 +22,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
+from voicefleet.audio import MAX_RATE, MIN_RATE
 from voicefleet.bus import REDIS_DOWN, Bus
 from voicefleet.messages import AudioChunk, Error, TtsRequest
 
@@ -40,7 +41,7 @@ class TtsHttpSettings(BaseModel):
     max_concurrent: int = Field(4, ge=1, description="Syntheses in flight per gateway process; more get 429")
     timeout_s: float = Field(30.0, gt=0, description="Longest wait for a whole synthesis before 503")
     max_text_chars: int = Field(2000, ge=1, description="Longer texts get 413 (keep equal to VF_TTS_MAX_TEXT_CHARS)")
-    default_sample_rate: int = Field(22050, ge=8000, le=48000, description="WAV rate when none is asked")
+    default_sample_rate: int = Field(22050, ge=MIN_RATE, le=MAX_RATE, description="WAV rate when none is asked")
 
     @classmethod
     def from_gateway(cls, settings: GatewaySettings) -> TtsHttpSettings:
@@ -57,7 +58,7 @@ class TtsBody(BaseModel):
     text: str = Field(description="What to say (markdown, numbers and symbols are read naturally)")
     voice: str | None = Field(None, description="A name from GET /v1/voices; empty: the default voice")
     rate: float = Field(1.0, gt=0, le=4.0, description="Speaking rate: 1.0 normal, 1.5 faster, 0.8 slower")
-    sample_rate: int | None = Field(None, ge=8000, le=48000, description="Rate of the WAV in Hz")
+    sample_rate: int | None = Field(None, ge=MIN_RATE, le=MAX_RATE, description="Rate of the WAV in Hz")
 
 
 def bus_from_app_state(request: Request) -> Bus:

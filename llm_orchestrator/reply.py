@@ -9,37 +9,15 @@ does not speak the same sentences again.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any, cast
 
 from voicefleet.bus import Bus
 from voicefleet.messages import Message, ReplyDelta, ReplyDone, SpeakRequest, TurnRequest, now
+from voicefleet.sessions import SessionRecord
 
 log = logging.getLogger(__name__)
 
 PROGRESS_TTL_S = 600
-
-
-@dataclass
-class SessionInfo:
-    """What the gateway wrote about the session that matters for a reply."""
-
-    user: str = ""
-    voice: str | None = None
-    speech_rate: float = 1.0
-    sample_rate: int = 16000
-    language: str = ""
-
-    @classmethod
-    async def load(cls, bus: Bus, session_id: str, user: str = "") -> SessionInfo:
-        info = _texts(await bus.redis.hgetall(bus.keys.session(session_id)))
-        return cls(
-            user=user or info.get("user", ""),
-            voice=info.get("voice") or None,
-            speech_rate=_number(info.get("speech_rate"), 1.0, float),
-            sample_rate=int(_number(info.get("output_sample_rate") or info.get("client_sample_rate"), 16000, int)),
-            language=info.get("language", ""),
-        )
 
 
 def _texts(raw: dict[Any, Any]) -> dict[str, str]:
@@ -49,14 +27,6 @@ def _texts(raw: dict[Any, Any]) -> dict[str, str]:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _number(raw: str | None, default: float, kind: type) -> float:
-    try:
-        value = kind(float(raw)) if raw else default
-    except ValueError:
-        return default
-    return value if value > 0 else default
 
 
 class TurnProgress:
@@ -99,7 +69,7 @@ class TurnProgress:
 class Reply:
     """The outgoing side of one turn."""
 
-    def __init__(self, bus: Bus, request: TurnRequest, session: SessionInfo, progress: TurnProgress) -> None:
+    def __init__(self, bus: Bus, request: TurnRequest, session: SessionRecord, progress: TurnProgress) -> None:
         self.bus = bus
         self.request = request
         self.session = session
@@ -145,9 +115,8 @@ class Reply:
                 text=text,
                 seq=seq,
                 final=final,
-                voice=self.session.voice,
+                voice=self.session.voice or None,
                 speech_rate=self.session.speech_rate,
-                sample_rate=self.session.sample_rate,
             )
             await self.bus.enqueue(self.bus.keys.speak, self._fill(request))
         if text:

@@ -23,6 +23,7 @@ from llama_index.core.tools import BaseTool
 from voicefleet import metrics
 from voicefleet.bus import Bus
 from voicefleet.messages import Error, Notice, TurnRequest, now
+from voicefleet.sessions import SessionRecord, Sessions
 
 from .backends import Backend, BackendError, BackendsUnavailable, FallbackChain, Piece
 from .chunker import SpeechChunker
@@ -30,7 +31,7 @@ from .function_tools import function_tools, tool_name
 from .history import History, HistoryEntry
 from .intents import Intent, IntentParser
 from .prompt import PromptBuilder
-from .reply import Reply, SessionInfo, TurnProgress
+from .reply import Reply, TurnProgress
 from .settings import LlmSettings
 from .tools_client import ToolsClient
 
@@ -99,7 +100,7 @@ class Turn:
         started = time.monotonic()
         progress, session, cancelled = await asyncio.gather(
             TurnProgress(bus, self.session_id, self.turn_id).load(),
-            SessionInfo.load(bus, self.session_id, self.request.user),
+            Sessions(bus).for_turn(self.session_id, self.request.user),
             bus.is_cancelled(self.session_id, self.turn_id),
         )
         if progress.done:
@@ -144,13 +145,8 @@ class Turn:
             ms=(time.monotonic() - started) * 1000,
         )
 
-    async def _respond(self, reply: Reply, session: SessionInfo) -> None:
+    async def _respond(self, reply: Reply, session: SessionRecord) -> None:
         text = self.request.text.strip()
-        if self.request.source == "timer":
-            # An announcement (a timer went off): say it as it is.
-            self.assistant_text = text
-            await self._say(reply, text)
-            return
         if not text:
             return
         intent = self.ctx.intents.parse(text, session.language) if self.ctx.settings.intents else None
@@ -160,7 +156,7 @@ class Turn:
             await self._run_model(reply, session, text)
 
     # ---- explicit commands ---------------------------------------------------
-    async def _run_command(self, reply: Reply, session: SessionInfo, intent: Intent) -> None:
+    async def _run_command(self, reply: Reply, session: SessionRecord, intent: Intent) -> None:
         self._log("command %s %s", intent.tool, intent.args)
         if intent.ask is not None:
             said = intent.ask
@@ -181,7 +177,7 @@ class Turn:
         await reply.speak_last([*chunker.feed(text), *chunker.flush()])
 
     # ---- the model -------------------------------------------------------------
-    async def _run_model(self, reply: Reply, session: SessionInfo, text: str) -> None:
+    async def _run_model(self, reply: Reply, session: SessionRecord, text: str) -> None:
         ctx = self.ctx
         history, memory = await asyncio.gather(
             ctx.history.recent(self.session_id), ctx.tools.memory(session.user, self.session_id, self.turn_id)
@@ -237,7 +233,7 @@ class Turn:
                     return piece
         return None
 
-    async def _run_functions(self, request: Piece, session: SessionInfo) -> list[ChatMessage]:
+    async def _run_functions(self, request: Piece, session: SessionRecord) -> list[ChatMessage]:
         """Run the functions the model asked for; their results as tool messages."""
         answers = []
         for call in request.tool_calls:
@@ -286,7 +282,7 @@ class Turn:
 
     async def _remember(self, reply: Reply, interrupted: bool) -> None:
         entries = []
-        if self.request.source != "timer" and self.request.text.strip():
+        if self.request.text.strip():
             entries.append(HistoryEntry("user", self.request.text.strip(), self.turn_id))
         if interrupted:
             said = reply.spoken_text

@@ -4,8 +4,8 @@ Turns come from the work stream ``keys.turns`` through the consumer group
 ``llm``, so several orchestrator processes share them and a turn held by a
 process that died is taken over by another (see :class:`reply.TurnProgress`).
 Cancels arrive on the pub/sub channel and stop the matching running turn.
-A new turn of a session cancels the session's previous turn if it is still
-running, in whichever process that is.
+A new turn of a session cancels the session's previous turn, in whichever
+process that is (the rule lives in :meth:`voicefleet.sessions.Sessions.start_turn`).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import logging
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
-from voicefleet.bus import REDIS_DOWN
-from voicefleet.messages import Message, TurnRequest
+from voicefleet.messages import Cancel, Message, TurnRequest
 from voicefleet.service import Service
+from voicefleet.sessions import Sessions
 
 from .backends import Backend, FallbackChain, build_backends
 from .history import History
@@ -30,11 +30,6 @@ from .turn import Turn, TurnContext
 log = logging.getLogger(__name__)
 
 GROUP = "llm"
-#: How long the "turn running now" marker of a session lives if its worker dies.
-RUNNING_TTL_MS = 120_000
-
-# Delete the session's running-turn marker only if it still names this turn.
-_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 
 
 def _intent_parser(settings: LlmSettings) -> IntentParser:
@@ -56,7 +51,8 @@ class LlmService(Service):
         self.llm_settings = settings
         self._given_backends = list(backends) if backends is not None else None
         self.backends: list[Backend] = []
-        self.active: dict[str, Turn] = {}  # session id -> its running turn in this process
+        self.active: dict[tuple[str, str], Turn] = {}  # (session, turn) -> a turn running in this process
+        self.sessions = Sessions(self.bus)
         self.ctx: TurnContext | None = None
 
     async def setup(self) -> None:
@@ -89,7 +85,6 @@ class LlmService(Service):
     def loops(self) -> list[Coroutine[Any, Any, None]]:
         return [
             self.consume(self.keys.turns, GROUP, self.handle, concurrency=self.llm_settings.concurrency),
-            self.listen_cancels(),
         ]
 
     def status(self) -> dict[str, Any]:
@@ -107,38 +102,20 @@ class LlmService(Service):
             return
         assert self.ctx is not None
         turn = Turn(self.ctx, msg)
-        await self._supersede(turn)
-        self.active[msg.session_id] = turn
+        key = (msg.session_id, msg.turn_id)
+        # A turn that reached us without its starter saying so (or whose starter died) supersedes
+        # the session's previous one here; an already cancelled (late, reclaimed) turn must not.
+        if not await self.bus.is_cancelled(msg.session_id, msg.turn_id):
+            await self.sessions.start_turn(msg.session_id, msg.turn_id)
+        self.active[key] = turn
         try:
             await turn.run()
         finally:
-            if self.active.get(msg.session_id) is turn:
-                del self.active[msg.session_id]
-            try:
-                await self.bus.redis.eval(_RELEASE, 1, self._running_key(msg.session_id), msg.turn_id)
-            except REDIS_DOWN:
-                pass
+            if self.active.get(key) is turn:
+                del self.active[key]
 
-    def _running_key(self, session_id: str) -> str:
-        return self.keys.owner(session_id, "llm")
-
-    async def _supersede(self, turn: Turn) -> None:
-        """Cancel the session's previous turn if it is still being answered, here or elsewhere."""
-        previous_id = await self.bus.redis.set(
-            self._running_key(turn.session_id), turn.turn_id, px=RUNNING_TTL_MS, get=True
-        )
-        previous = previous_id.decode() if isinstance(previous_id, bytes) else ""
-        local = self.active.get(turn.session_id)
-        if local is not None and local.turn_id != turn.turn_id:
-            local.cancel("superseded by a new turn")
-            previous = previous or local.turn_id
-        if previous and previous != turn.turn_id:
-            # Broadcast: the process running it stops, TTS and the gateway drop its audio.
-            await self.bus.cancel(turn.session_id, previous, reason="superseded")
-
-    async def listen_cancels(self) -> None:
-        async for cancel in self.bus.cancels():
-            turn = self.active.get(cancel.session_id)
-            if turn is not None and (not cancel.turn_id or cancel.turn_id == turn.turn_id):
-                log.info("cancel (%s)", cancel.reason, extra={"session": cancel.session_id, "turn": turn.turn_id})
+    async def on_cancel(self, cancel: Cancel) -> None:
+        for (session_id, turn_id), turn in list(self.active.items()):
+            if session_id == cancel.session_id and (not cancel.turn_id or cancel.turn_id == turn_id):
+                log.info("cancel (%s)", cancel.reason, extra={"session": session_id, "turn": turn_id})
                 turn.cancel(cancel.reason)

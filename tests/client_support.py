@@ -21,6 +21,7 @@ import numpy as np
 import redis
 from fleet import Proc, child_env, mint_token
 
+from voicefleet.audio import BUS_RATE
 from voicefleet.bus import Bus
 from voicefleet.messages import (
     AudioChunk,
@@ -33,6 +34,7 @@ from voicefleet.messages import (
     TurnRequest,
     new_id,
 )
+from voicefleet.sessions import Sessions
 from voicefleet.settings import BusSettings
 
 LOUD_RMS = 300.0
@@ -142,7 +144,7 @@ class ScriptedFleet:
                 if not isinstance(msg, AudioFrame):
                     continue
                 samples = np.frombuffer(msg.audio, dtype=np.int16).astype(np.float64)
-                seconds = len(samples) / 16000
+                seconds = len(samples) / BUS_RATE
                 loud = len(samples) > 0 and float(np.sqrt((samples**2).mean())) > LOUD_RMS
                 self.frames[sid] = self.frames.get(sid, 0) + 1
                 self.loud_frames[sid] = self.loud_frames.get(sid, 0) + int(loud)
@@ -171,7 +173,8 @@ class ScriptedFleet:
 
     async def _answer(self, sid: str, turn: str, transcript: str | None, ts: dict[str, float]) -> None:
         self.turns.append(turn)
-        rate = int((await self.bus.redis.hget(self.keys.session(sid), "output_sample_rate")) or 16000)
+        record = await Sessions(self.bus).load(sid)
+        rate = record.output_sample_rate if record else BUS_RATE
         if transcript is not None:
             await self.bus.emit(SpeechStopped(session_id=sid))
             ts.update(eot=time.time(), transcript=time.time())

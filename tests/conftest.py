@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis
+from fleet import delete_prefix
 
 from voicefleet.bus import Bus
 from voicefleet.messages import new_id
@@ -38,11 +39,7 @@ def key_prefix(redis_available: None) -> Iterator[str]:
     """A prefix of this test's own; every key under it is deleted afterwards."""
     prefix = f"vftest-{new_id()[:8]}"
     yield prefix
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    delete_prefix(REDIS_URL, prefix)
 
 
 @pytest.fixture

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
 import jwt
+import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -94,3 +97,19 @@ def mint_token(secret: str, sub: str = "alice", **overrides: object) -> str:
     claims: dict[str, object] = {"sub": sub, "exp": int(time.time()) + 600, "aud": "voicefleet", "iss": "voicefleet"}
     claims.update(overrides)
     return jwt.encode({k: v for k, v in claims.items() if v is not None}, secret, algorithm="HS256")
+
+
+def delete_prefix(redis_url: str, prefix: str) -> None:
+    """Delete every key under a test's own prefix."""
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 60) -> None:
+    """Wait until ``check()`` is true (state in Redis has no event to wait on)."""
+    async with asyncio.timeout(within):
+        while not await check():  # noqa: ASYNC110 (polls Redis state; there is no event to await)
+            await asyncio.sleep(0.01)

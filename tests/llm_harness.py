@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
+
+from fleet import eventually
 
 from llm_orchestrator.backends import Backend, LlamaCppBackend, LlamaCppLLM
 from llm_orchestrator.settings import LlmSettings
@@ -56,13 +58,6 @@ async def send_turn(bus: Bus, session_id: str, text: str, **fields: Any) -> Turn
     turn = TurnRequest(session_id=session_id, text=text, **fields)
     await bus.enqueue(bus.keys.turns, turn)
     return turn
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 60) -> None:
-    """Wait until ``check()`` is true (state in Redis has no event to wait on)."""
-    async with asyncio.timeout(within):
-        while not await check():  # noqa: ASYNC110 (polls Redis state; there is no event to await)
-            await asyncio.sleep(0.01)
 
 
 async def read_until_done(bus: Bus, session_id: str, turn_id: str, within: float = 60) -> list[Entry]:

@@ -13,8 +13,10 @@ from collections.abc import Callable
 
 import numpy as np
 
+from voicefleet.audio import BUS_RATE
 from voicefleet.bus import AUDIO_MAXLEN, Bus
 from voicefleet.messages import AudioFrame, Message, SessionEnded, new_id
+from voicefleet.sessions import SessionRecord, Sessions
 
 FRAME = 640  # 40 ms at 16 kHz, a typical client frame
 
@@ -32,24 +34,9 @@ class FakeGatewaySession:
         self.events: list[Message] = []
 
     async def open(self) -> None:
-        keys, redis = self.bus.keys, self.bus.redis
-        await redis.hset(
-            keys.session(self.sid),
-            mapping={
-                "user": self.user,
-                "sample_rate": "16000",
-                "client_sample_rate": "16000",
-                "output_sample_rate": "16000",
-                "wake_word": self.wake_word,
-                "voice": "",
-                "speech_rate": "1.0",
-                "language": "",
-                "created": str(time.time()),
-            },
-        )
-        await redis.expire(keys.session(self.sid), 600)
-        await redis.zadd(keys.sessions, {self.sid: time.time()})
-        await redis.publish(keys.sessions_channel, self.sid)
+        sessions = Sessions(self.bus)
+        await sessions.save(self.sid, SessionRecord(user=self.user, wake_word=self.wake_word, created=time.time()))
+        await sessions.announce(self.sid)
 
     async def send(self, msg: Message) -> None:
         msg.session_id = self.sid
@@ -62,7 +49,7 @@ class FakeGatewaySession:
             self.seq += 1
             await self.send(AudioFrame(seq=self.seq, audio=audio[offset : offset + FRAME].astype("<i2").tobytes()))
             if realtime:
-                ahead = started + (offset + FRAME) / 16000 - time.monotonic()
+                ahead = started + (offset + FRAME) / BUS_RATE - time.monotonic()
                 if ahead > 0:
                     await asyncio.sleep(ahead)
 

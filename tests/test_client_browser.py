@@ -18,6 +18,7 @@ from client_support import REPLY, TRANSCRIPT, FleetThread, GatewayProc, gateway_
 from conftest import REDIS_URL, free_port
 from speech import say, silence, write_wav
 
+from voicefleet.messages import Notice
 from voicefleet.settings import BusSettings
 
 pytestmark = [pytest.mark.browser, pytest.mark.fleet]
@@ -113,13 +114,17 @@ async def _frame_sizes(bus: Any, sid: str) -> list[int]:
     return [len(e.message.audio) for e in entries if e.message is not None and e.message.type == "audio_frame"][:50]
 
 
+def type_first(driver: Any, gateway: GatewayProc, text: str) -> str:
+    """Open the page and type ``text`` (no microphone: typing connects by itself); the session id."""
+    driver.get(f"{gateway.http}/?token={gateway.token('pat')}")
+    driver.find_element("id", "composer-input").send_keys(f"{text}\n")
+    wait_for(lambda: vf(driver, "status") == "connected", 10, "a connection", driver)
+    return str(vf(driver, "sessionId"))
+
+
 def test_barge_in_flushes_the_page_playback(gateway: GatewayProc, settings: BusSettings, driver: Any) -> None:
     with FleetThread(settings, reply_audio_s=8.0) as fleet:
-        driver.get(f"{gateway.http}/?token={gateway.token('pat')}")
-        # No microphone this time: typing connects by itself.
-        driver.find_element("id", "composer-input").send_keys("tell me a long story\n")
-        wait_for(lambda: vf(driver, "status") == "connected", 10, "a connection", driver)
-        sid = vf(driver, "sessionId")
+        sid = type_first(driver, gateway, "tell me a long story")
         wait_for(lambda: fleet.playback.get(sid, [])[-1:] == ["playback_started"], 10, "playback", driver)
         assert driver.execute_script("return !document.getElementById('stop').hidden")
         fleet.call(lambda bus, s, t: bus.cancel(s, t, "barge_in"), sid, fleet.turns[-1])
@@ -143,3 +148,20 @@ def test_refused_token_returns_to_sign_in_and_dev_sign_in_works(gateway: Gateway
              "the conversation view", driver)
     driver.find_element("id", "mic").click()
     wait_for(lambda: vf(driver, "status") == "connected", 10, "a connection with the minted token", driver)
+
+
+def test_the_page_resumes_its_session_after_a_drop(gateway: GatewayProc, settings: BusSettings, driver: Any) -> None:
+    with FleetThread(settings, reply_audio_s=0.5) as fleet:
+        sid = type_first(driver, gateway, "hello")
+        wait_for(lambda: "".join(REPLY) in text_of(driver, ".bubble.assistant .text"), 10, "the reply", driver)
+        driver.execute_script("window.vf.drop()")
+        # While the page is away (it waits half a second before reconnecting), something happens.
+        fleet.call(lambda bus, s: bus.emit(Notice(session_id=s, code="test", message="While you were away.")), sid)
+        wait_for(lambda: vf(driver, "resumed") and vf(driver, "status") == "connected", 10, "the resumed session",
+                 driver)
+        assert vf(driver, "sessionId") == sid
+        wait_for(lambda: "notice" in vf(driver, "events"), 10, "the notice sent while the page was away", driver)
+        assert vf(driver, "events").count("notice") == 1
+        # The conversation goes on in the same session.
+        driver.find_element("id", "composer-input").send_keys("and again\n")
+        wait_for(lambda: len(fleet.turns) >= 2, 10, "the next turn on the resumed session", driver)

@@ -19,10 +19,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-import redis
 from browser import launch, screenshot, wait_for
 from conftest import REDIS_URL, free_port
-from fleet import ROOT, Proc, child_env, wait_for_health, wait_for_log
+from fleet import ROOT, Proc, child_env, delete_prefix, wait_for_health, wait_for_log
 from speech import say, silence, write_wav
 
 from audio_client import wav
@@ -81,11 +80,7 @@ def fleet(redis_available: None, tmp_path_factory: pytest.TempPathFactory) -> It
     finally:
         for proc in procs.values():
             proc.stop()
-        client = redis.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-        client.close()
+        delete_prefix(REDIS_URL, prefix)
 
 
 def test_headless_client_gets_a_spoken_reply_from_the_fleet(fleet: Fleet, tmp_path: Path) -> None:

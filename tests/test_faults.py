@@ -18,6 +18,8 @@ from fleet import Proc, child_env, mint_token, wait_for_health, wait_for_http
 from speech import say, silence
 from websockets.asyncio.client import ClientConnection, connect
 
+from voicefleet.audio import BUS_RATE
+
 pytestmark = [pytest.mark.fleet, pytest.mark.models]
 
 
@@ -30,7 +32,7 @@ async def speak(ws: ClientConnection, audio: np.ndarray, realtime: float = 0.25)
     frame = 512
     for i in range(0, len(audio), frame):
         await ws.send(audio[i : i + frame].tobytes())
-        await asyncio.sleep(frame / 16000 * realtime)
+        await asyncio.sleep(frame / BUS_RATE * realtime)
 
 
 async def next_event(ws: ClientConnection, kind: str, timeout: float = 30.0) -> dict:

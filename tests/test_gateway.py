@@ -13,7 +13,7 @@ import jwt
 import numpy as np
 import pytest
 from conftest import free_port
-from fleet import Proc, child_env, mint_token, wait_for_http
+from fleet import Proc, child_env, eventually, mint_token, wait_for_http
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -22,9 +22,11 @@ from voicefleet.messages import (
     AudioChunk,
     AudioFrame,
     PlaybackStarted,
+    SessionEnded,
     TranscriptFinal,
     TurnRequest,
 )
+from voicefleet.sessions import Sessions
 
 pytestmark = pytest.mark.fleet
 
@@ -47,6 +49,7 @@ def gateway(fleet_env: dict[str, str], tmp_path: Path) -> Iterator[Gateway]:
         VF_GATEWAY_IDLE_TIMEOUT_S="30",
         VF_GATEWAY_MAX_CONNECTIONS_PER_USER="2",
         VF_GATEWAY_REQUIRED_SERVICES="",
+        VF_GATEWAY_RESUME_GRACE_S="1",
     )
     proc = Proc(["-m", "gateway", "serve", "--port", str(port)], env, tmp_path / "gateway.log")
     try:
@@ -266,3 +269,29 @@ async def test_health_metrics_schema_and_docs(gateway: Gateway) -> None:
         assert (await client.post("/v1/dev/token", json={"sub": "bob"})).status_code == 403
         refused = await client.post("/v1/tts", json={"text": "hello"})
         assert refused.status_code == 401 and "missing token" in refused.json()["detail"]
+
+
+async def test_a_dropped_client_leaves_its_session_waiting_then_it_ends(gateway: Gateway, bus: Bus) -> None:
+    sessions = Sessions(bus)
+    ws, sid = await open_session(gateway)
+    await ws.send(json.dumps({"type": "text", "text": "hello"}))
+    await eventually(lambda: sessions.current_turn(sid), 5)
+    turn = await sessions.current_turn(sid)
+    ws.transport.abort()  # the network went away: no close frame, no stop
+
+    async def detached() -> bool:
+        record = await sessions.load(sid)
+        return record is not None and not record.connection
+
+    await eventually(detached, 5)
+    # Waiting for its client: still open, the turn goes on, no longer a connection of the user.
+    assert await sessions.is_open(sid) and not await bus.is_cancelled(sid, turn)
+    assert await sessions.connected_count("alice") == 0
+
+    async def closed() -> bool:
+        return not await sessions.is_open(sid)
+
+    await eventually(closed, 10)  # the grace period is 1 s here
+    assert await bus.is_cancelled(sid, turn)
+    ended = [e.message for e in await bus.read(bus.keys.audio(sid), "0", block_ms=10, count=100)]
+    assert any(isinstance(m, SessionEnded) and m.reason == "client_gone" for m in ended)

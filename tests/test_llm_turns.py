@@ -21,6 +21,7 @@ from llm_orchestrator.backends import LlamaCppBackend
 from llm_orchestrator.history import HistoryEntry
 from voicefleet.bus import Bus
 from voicefleet.messages import Error, ReplyDelta, ReplyDone, SpeakRequest, now
+from voicefleet.sessions import Sessions
 from voicefleet.settings import BusSettings
 
 pytestmark = pytest.mark.models
@@ -65,7 +66,8 @@ async def test_a_question_gets_a_streamed_spoken_reply(
     requests: list[SpeakRequest] = [e.message for e in speak]  # type: ignore[misc]
     assert [r.seq for r in requests] == list(range(done.chunks)) and done.chunks >= 2
     assert [r.final for r in requests] == [False] * (done.chunks - 1) + [True]
-    assert all(r.voice == "joe" and r.speech_rate == 1.2 and r.sample_rate == 24000 for r in requests)
+    # The output rate is no longer the orchestrator's business: 0 = the TTS worker reads it from the session.
+    assert all(r.voice == "joe" and r.speech_rate == 1.2 and r.sample_rate == 0 for r in requests)
     assert " ".join(r.text for r in requests) == done.text.strip()
     # The first chunk went to TTS while the model was still writing: its
     # stream entry is older than the last token's delta.
@@ -140,3 +142,16 @@ async def test_a_turn_of_a_dead_worker_is_taken_over_without_repeating_speech(
     seqs = [e.message.seq for e in await speak_entries(bus, turn.turn_id)]
     assert done.chunks >= 2 and seqs == list(range(1, done.chunks))  # seq 0 was not spoken again
     assert [e.code for e in messages(out_stale, Error, stale.turn_id)] == ["turn_expired"]
+
+
+async def test_a_late_cancelled_turn_does_not_supersede_the_current_one(
+    bus: Bus, bus_settings: BusSettings, llama: LlamaCppBackend
+) -> None:
+    sessions = Sessions(bus)
+    late = await send_turn(bus, "s7", "An old question.")
+    await bus.cancel("s7", late.turn_id, "superseded")  # the session moved on before it was picked up
+    current = await sessions.start_turn("s7")
+    async with running_service(bus_settings, [llama]):
+        out = await read_until_done(bus, "s7", late.turn_id)
+    assert messages(out, ReplyDone, late.turn_id)[-1].interrupted
+    assert await sessions.current_turn("s7") == current and not await bus.is_cancelled("s7", current)

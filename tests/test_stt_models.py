@@ -20,10 +20,10 @@ from vad_stt_worker.models import Models
 from vad_stt_worker.recognizer import Recognizer
 from vad_stt_worker.settings import SttSettings
 from vad_stt_worker.turn import Final, SpeechEnd, SpeechStart, TurnConfig
+from voicefleet.audio import BUS_RATE
 
 pytestmark = pytest.mark.models
 ROOT = Path(__file__).resolve().parent.parent
-RATE = 16000
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def speech_bounds(audio: np.ndarray, window: int = 160) -> tuple[float, float]:
     """First and last 10 ms window louder than -40 dBFS, in seconds: the "true" speech boundaries."""
     frames = audio[: audio.size - audio.size % window].astype(np.float32).reshape(-1, window)
     loud = np.nonzero(np.sqrt(np.mean(frames**2, axis=1)) > 0.01 * 32768)[0]
-    return loud[0] * window / RATE, (loud[-1] + 1) * window / RATE
+    return loud[0] * window / BUS_RATE, (loud[-1] + 1) * window / BUS_RATE
 
 
 def words(text: str) -> list[str]:
@@ -70,8 +70,8 @@ def test_speech_start_and_stop_within_100_ms(models: Models, config: TurnConfig)
     starts = [a for a in actions if isinstance(a, SpeechStart)]
     stops = [a for a in actions if isinstance(a, SpeechEnd)]
     assert len(starts) == 1 and len(stops) == 1, actions
-    assert abs(starts[0].position / RATE - true_start) <= 0.1, (starts[0].position / RATE, true_start)
-    assert abs(stops[0].position / RATE - true_end) <= 0.1, (stops[0].position / RATE, true_end)
+    assert abs(starts[0].position / BUS_RATE - true_start) <= 0.1, (starts[0].position / BUS_RATE, true_start)
+    assert abs(stops[0].position / BUS_RATE - true_end) <= 0.1, (stops[0].position / BUS_RATE, true_end)
     assert stops[0].reason == "silence"
 
 
@@ -102,7 +102,7 @@ def test_max_length_stops_a_long_utterance(models: Models) -> None:
     reasons = [a.reason for a in actions if isinstance(a, SpeechEnd)]
     assert reasons[0] == "max_length"
     finals = [a for a in actions if isinstance(a, Final)]
-    assert finals[0].audio.size <= (2.0 + config.pre_roll_ms / 1000 + 0.1) * RATE
+    assert finals[0].audio.size <= (2.0 + config.pre_roll_ms / 1000 + 0.1) * BUS_RATE
 
 
 def test_transcribe_command(tmp_path: Path, models: Models, capsys: pytest.CaptureFixture[str]) -> None:

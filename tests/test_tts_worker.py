@@ -16,9 +16,11 @@ from tts_worker.engine import SpeechEngine
 from tts_worker.settings import TtsSettings
 from tts_worker.voices import VoiceCatalog, VoiceInfo
 from tts_worker.worker import load_voices
+from voicefleet.audio import BUS_RATE
 from voicefleet.bus import Bus
 from voicefleet.messages import AudioChunk, Error, Message, Notice, SpeakRequest, new_id
 from voicefleet.models import piper_voice, whisper_base_dir
+from voicefleet.sessions import SessionRecord, Sessions
 from voicefleet.settings import BusSettings
 
 pytestmark = pytest.mark.models
@@ -91,6 +93,17 @@ async def test_audio_comes_out_at_exactly_the_asked_rate(bus: Bus, bus_settings:
     # Piper's duration noise varies a sentence by a few percent; a wrong rate would be off by a third.
     assert durations[24000] == pytest.approx(durations[16000], rel=0.08)
     assert 2.0 < durations[16000] < 7.0
+
+
+async def test_with_no_rate_asked_the_audio_comes_at_the_sessions_output_rate(
+    bus: Bus, bus_settings: BusSettings
+) -> None:
+    await Sessions(bus).save("s-rate", SessionRecord(user="ada", output_sample_rate=24000))
+    async with running_worker(bus_settings):
+        from_session = chunks_of(await say_and_collect(bus, speak("Hello there.", "s-rate", final=True)))
+        unknown = chunks_of(await say_and_collect(bus, speak("Hello there.", "s-none", final=True)))
+    assert {c.sample_rate for c in from_session} == {24000}
+    assert {c.sample_rate for c in unknown} == {BUS_RATE}  # no record: the bus rate
 
 
 async def test_speaking_rate_changes_the_pace(bus: Bus, bus_settings: BusSettings) -> None:

@@ -12,7 +12,6 @@ runs out (late, never lost).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from rapidfuzz import fuzz
 from voicefleet.bus import REDIS_DOWN, Backoff, Bus
 from voicefleet.catalogue import CancelTimerArgs, NoArgs, SetTimerArgs, TimerInfo, TimerList, TimersCancelled, TimerSet
 from voicefleet.messages import Notice, SpeakRequest, ToolCall, new_id
+from voicefleet.sessions import Sessions
 
 from .phrases import count, duration, duration_adjective, join
 from .registry import Outcome, Tool, ToolError, bind
@@ -30,8 +30,6 @@ from .registry import Outcome, Tool, ToolError, bind
 log = logging.getLogger(__name__)
 
 LEASE_S = 30.0
-PENDING_MAX = 20
-PENDING_TTL_S = 7 * 86400
 
 # Claim up to ARGV[3] timers due by ARGV[1]: move them to ARGV[2] (the lease end) and return them.
 _CLAIM = """
@@ -128,6 +126,7 @@ class Timers:
 
     def __init__(self, bus: Bus, max_seconds: float, max_per_user: int, poll_s: float) -> None:
         self.bus, self.keys = bus, bus.keys
+        self.sessions = Sessions(bus)
         self.max_seconds, self.max_per_user, self.poll_s = max_seconds, max_per_user, poll_s
         self._claim = bus.redis.register_script(_CLAIM)
         self.fired = 0
@@ -262,12 +261,10 @@ class Timers:
 
     async def announce(self, user: str, message: str) -> int:
         """Say ``message`` on each open session of ``user``; keep it for later when none is open."""
-        redis = self.bus.redis
         spoken = 0
-        for raw in await redis.zrange(self.keys.user_sessions(user), 0, -1):
-            sid = _text(raw)
-            info = {_text(k): _text(v) for k, v in (await redis.hgetall(self.keys.session(sid))).items()}
-            if not info or info.get("user", user) != user:
+        for sid in await self.sessions.user_sessions(user):
+            record = await self.sessions.load(sid)
+            if record is None or record.user != user:
                 continue  # closed, or not this user's
             turn_id = new_id()
             await self.bus.emit(Notice(session_id=sid, turn_id=turn_id, code="timer", message=message).stamp("timer"))
@@ -279,20 +276,14 @@ class Timers:
                     seq=0,
                     final=True,
                     text=message,
-                    voice=info.get("voice") or None,
-                    speech_rate=_number(info.get("speech_rate"), 1.0),
-                    sample_rate=int(_number(info.get("output_sample_rate"), 16000)) or 16000,
+                    voice=record.voice or None,
+                    speech_rate=record.speech_rate,
+                    sample_rate=record.output_sample_rate,
                 ).stamp("first_chunk"),
             )
             spoken += 1
         if not spoken:
-            notice = Notice(code="timer", message=message).stamp("timer")
-            key = self.keys.pending_notices(user)
-            pipe = redis.pipeline(transaction=True)
-            pipe.rpush(key, json.dumps(notice.header()))
-            pipe.ltrim(key, -PENDING_MAX, -1)
-            pipe.expire(key, PENDING_TTL_S)
-            await pipe.execute()
+            await self.sessions.keep_notice(user, Notice(code="timer", message=message).stamp("timer"))
         return spoken
 
 
@@ -321,8 +312,3 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _number(value: str | None, default: float) -> float:
-    try:
-        return float(value) if value else default
-    except ValueError:
-        return default

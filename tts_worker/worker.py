@@ -30,9 +30,11 @@ from typing import Any
 import numpy as np
 
 from voicefleet import metrics
-from voicefleet.messages import AudioChunk, Error, Message, Notice, SpeakRequest, TtsRequest, now
+from voicefleet.audio import BUS_RATE, clamp_rate
+from voicefleet.messages import AudioChunk, Cancel, Error, Message, Notice, SpeakRequest, TtsRequest, now
 from voicefleet.models import piper_voice
 from voicefleet.service import Service
+from voicefleet.sessions import Sessions
 
 from .cancels import CancelBook
 from .engine import SpeechEngine
@@ -46,7 +48,6 @@ from .voices import VoiceCatalog, discover, resolve_model
 log = logging.getLogger(__name__)
 
 GROUP = "tts"
-MIN_RATE_HZ, MAX_RATE_HZ = 8000, 48000
 #: Pieces sent back to an HTTP request: it is written to a file, not played, so fewer and larger.
 HTTP_PIECE_S = 1.0
 
@@ -104,6 +105,7 @@ class TtsService(Service):
         #: Given by tests that share loaded voices between services; loaded in setup() otherwise.
         self.catalog = catalog
         self.cancels = CancelBook()
+        self.sessions = Sessions(self.bus)
         self._executor = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="tts-synth")
         self._active = 0
 
@@ -116,7 +118,6 @@ class TtsService(Service):
     def loops(self) -> list[Coroutine[Any, Any, None]]:
         return [
             self.consume(self.keys.speak, GROUP, self.handle, concurrency=self.tts.concurrency),
-            self._listen_for_cancels(),
         ]
 
     def status(self) -> dict[str, Any]:
@@ -141,10 +142,9 @@ class TtsService(Service):
         finally:
             self._active -= 1
 
-    async def _listen_for_cancels(self) -> None:
-        async for cancel in self.bus.cancels():
-            self.cancels.add(cancel.session_id, cancel.turn_id)
-            log.info("cancel heard (%s)", cancel.reason, extra={"session": cancel.session_id, "turn": cancel.turn_id})
+    async def on_cancel(self, cancel: Cancel) -> None:
+        self.cancels.add(cancel.session_id, cancel.turn_id)
+        log.info("cancel heard (%s)", cancel.reason, extra={"session": cancel.session_id, "turn": cancel.turn_id})
 
     # ---- one sentence of a turn -----------------------------------------
     async def speak(self, msg: SpeakRequest) -> None:
@@ -159,7 +159,8 @@ class TtsService(Service):
             return
 
         index = 0
-        rate_hz = self._output_rate(msg.sample_rate, None)
+        asked_rate = msg.sample_rate or await self._session_rate(msg.session_id)
+        rate_hz = self._output_rate(asked_rate, None)
 
         async def send(audio: bytes, last: bool) -> None:
             nonlocal index
@@ -185,7 +186,7 @@ class TtsService(Service):
             return not (ask_redis and await self.bus.is_cancelled(msg.session_id, msg.turn_id))
 
         try:
-            plan = self._plan(msg.text, msg.voice, msg.speech_rate, msg.sample_rate, first=msg.seq == 0)
+            plan = self._plan(msg.text, msg.voice, msg.speech_rate, asked_rate, first=msg.seq == 0)
             if plan.voice_missing and msg.seq == 0:
                 await self.bus.emit(
                     Notice(
@@ -215,6 +216,11 @@ class TtsService(Service):
             "spoke sentence %d%s: %d pieces, first audio after %d ms",
             msg.seq, " (final)" if msg.final else "", index, first_ms, extra={**ctx, "ms": elapsed_ms},
         )  # fmt: skip
+
+    async def _session_rate(self, session_id: str) -> int:
+        """The rate the session's client asked reply audio at (the bus rate for an unknown session)."""
+        record = await self.sessions.load(session_id)
+        return record.output_sample_rate if record is not None else BUS_RATE
 
     async def _fail_sentence(self, msg: SpeakRequest, code: str, message: str, send: Send) -> None:
         """Report the error, then close the sentence so the turn's audio does not stall."""
@@ -311,7 +317,7 @@ class TtsService(Service):
         """The asked rate within 8-48 kHz; the voice's own rate when none was asked (0)."""
         if asked <= 0:
             return engine.sample_rate if engine is not None else 22050
-        return min(max(asked, MIN_RATE_HZ), MAX_RATE_HZ)
+        return clamp_rate(asked)
 
     async def _render(
         self,

@@ -1,14 +1,12 @@
-"""PCM helpers: levels, sample conversion, WAV reading, and a growing audio history."""
+"""PCM helpers for the STT worker: levels, sample conversion, and a growing audio history.
+
+The bus rate, resampling and WAV reading are shared: :mod:`voicefleet.audio`.
+"""
 
 from __future__ import annotations
 
-import wave
-from pathlib import Path
-
 import numpy as np
-import soxr
 
-SAMPLE_RATE = 16000
 #: Level reported for digital silence (log of zero).
 FLOOR_DB = -100.0
 
@@ -28,32 +26,6 @@ def to_float(samples: np.ndarray) -> np.ndarray:
 
 def from_bytes(pcm: bytes) -> np.ndarray:
     return np.frombuffer(pcm, dtype="<i2").astype(np.int16)
-
-
-def resample(samples: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:
-    if rate == target:
-        return samples
-    return np.asarray(soxr.resample(samples, rate, target), dtype=np.int16)
-
-
-def read_wav(path: Path | str, target: int = SAMPLE_RATE) -> np.ndarray:
-    """A WAV file as int16 mono at ``target`` Hz (channels mixed down, rate converted with soxr)."""
-    with wave.open(str(path), "rb") as wav:
-        width, channels, rate = wav.getsampwidth(), wav.getnchannels(), wav.getframerate()
-        raw = wav.readframes(wav.getnframes())
-    if width == 2:
-        data = np.frombuffer(raw, dtype="<i2").astype(np.float32)
-    elif width == 1:  # 8-bit WAV is unsigned
-        data = (np.frombuffer(raw, dtype=np.uint8).astype(np.float32) - 128.0) * 256.0
-    elif width == 4:
-        data = np.frombuffer(raw, dtype="<i4").astype(np.float32) / 65536.0
-    else:
-        raise ValueError(f"{path}: {8 * width}-bit WAV is not supported (use 8, 16 or 32-bit PCM)")
-    if channels > 1:
-        data = data.reshape(-1, channels).mean(axis=1)
-    if rate != target:
-        data = soxr.resample(data, rate, target)
-    return np.clip(np.round(data), -32768, 32767).astype(np.int16)
 
 
 class AudioHistory:

@@ -17,7 +17,8 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from .audio import SAMPLE_RATE, read_wav
+from voicefleet.audio import BUS_RATE, read_wav
+
 from .listener import Listener
 from .models import Models
 from .recognizer import Recognizer
@@ -60,7 +61,7 @@ def transcribe_audio(
     """Run int16 16 kHz audio through the listener and recognizer; print lines to ``out`` as found."""
     recognizer = Recognizer(models.engine, models.filter)
     listener = Listener(config, models.wake, wake_word)
-    result = FileResult(audio_s=audio.size / SAMPLE_RATE)
+    result = FileResult(audio_s=audio.size / BUS_RATE)
     started = time.perf_counter()
     starts: dict[int, int] = {}
     for offset in range(0, audio.size, FEED_SAMPLES):
@@ -83,7 +84,7 @@ def _handle(
 ) -> None:
     for action in actions:
         if isinstance(action, WakeDetected):
-            seconds = action.position / SAMPLE_RATE
+            seconds = action.position / BUS_RATE
             result.wakes.append({"word": action.word, "seconds": round(seconds, 3), "score": action.score})
             if out:
                 print(f"wake {seconds:.2f} {action.score:.3f}", file=out, flush=True)
@@ -97,8 +98,8 @@ def _handle(
             result.stt_s += rec.transcript.elapsed_s
             result.utterances.append(
                 {
-                    "start_s": round(starts.get(action.utterance, 0) / SAMPLE_RATE, 3),
-                    "end_s": round(action.speech_end / SAMPLE_RATE, 3),
+                    "start_s": round(starts.get(action.utterance, 0) / BUS_RATE, 3),
+                    "end_s": round(action.speech_end / BUS_RATE, 3),
                     "text": rec.text,
                     "raw_text": rec.transcript.text,
                     "language": rec.transcript.language,

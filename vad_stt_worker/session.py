@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from voicefleet import metrics
-from voicefleet.bus import REDIS_DOWN, SESSION_TTL_S, Backoff, Bus, Entry
+from voicefleet.audio import BUS_RATE, resample
+from voicefleet.bus import REDIS_DOWN, Backoff, Bus, Entry
 from voicefleet.messages import (
     AudioFrame,
     Configure,
@@ -34,10 +35,10 @@ from voicefleet.messages import (
     TranscriptPartial,
     TurnRequest,
     Wake,
-    new_id,
 )
+from voicefleet.sessions import SessionRecord, Sessions
 
-from .audio import SAMPLE_RATE, from_bytes, resample
+from .audio import from_bytes
 from .listener import Listener
 from .recognizer import Job, Recognition, Transcriber
 from .settings import SttSettings
@@ -89,18 +90,19 @@ class StartPoint:
 class SessionRunner:
     """Processes one session's audio while this process holds its lease."""
 
-    def __init__(self, ctx: WorkerContext, session_id: str, info: dict[str, str], start: StartPoint) -> None:
+    def __init__(self, ctx: WorkerContext, session_id: str, record: SessionRecord, start: StartPoint) -> None:
         self.ctx = ctx
         self.sid = session_id
-        self.user = info.get("user", "")
-        self.language = normalize_language(info.get("language") or ctx.settings.language)
+        self.sessions = Sessions(ctx.bus)
+        self.user = record.user
+        self.language = normalize_language(record.language or ctx.settings.language)
         self.start = start
         self.last_id: bytes = start.entry_id
         self.ended = False
         self._fed = 0  # samples handed to the listener
         self._tasks: set[asyncio.Task[Any]] = set()
         self.listener = Listener(ctx.config, ctx.wake_models, None)
-        self._apply_wake_word(info.get("wake_word", ""), report=False)
+        self._apply_wake_word(record.wake_word, report=False)
         self._speculation: tuple[int, Job] | None = None
         self._last_final: asyncio.Task[Any] | None = None
         self._open_utterance = 0  # utterance now being spoken (0: none)
@@ -146,7 +148,7 @@ class SessionRunner:
             msg = entry.message
             if isinstance(msg, AudioFrame):
                 pcm = from_bytes(msg.audio)
-                audio.append(pcm if msg.sample_rate == SAMPLE_RATE else resample(pcm, msg.sample_rate))
+                audio.append(resample(pcm, msg.sample_rate))
                 self.last_id = entry.id
                 continue
             if audio:  # control messages apply at their place in the audio
@@ -184,11 +186,11 @@ class SessionRunner:
 
     # ---------------------------------------------------------------- actions
     def _audio_ms(self, position: int) -> float:
-        return round((self.start.position + position) * 1000 / SAMPLE_RATE, 1)
+        return round((self.start.position + position) * 1000 / BUS_RATE, 1)
 
     def _wall_time(self, position: int, read_at: float) -> float:
         """Wall time at which input sample ``position`` was spoken (audio arrives in real time)."""
-        return read_at - (self.listener.position - position) / SAMPLE_RATE
+        return read_at - (self.listener.position - position) / BUS_RATE
 
     async def _act(self, action: Action, read_at: float) -> None:
         bus, sid = self.ctx.bus, self.sid
@@ -301,9 +303,8 @@ class SessionRunner:
             )
             return
         ts["transcript"] = rec.finished_at
-        turn_id = new_id()
         bus = self.ctx.bus
-        await bus.redis.set(bus.keys.current_turn(self.sid), turn_id, ex=SESSION_TTL_S)
+        turn_id = await self.sessions.start_turn(self.sid, reason="new_turn")
         await bus.emit(
             TranscriptFinal(
                 session_id=self.sid,
@@ -340,13 +341,10 @@ class SessionRunner:
         return time.monotonic() - self._turn_sent_at < self.ctx.settings.turn_busy_s
 
     async def _barge_in(self) -> None:
-        bus = self.ctx.bus
-        current = await bus.redis.get(bus.keys.current_turn(self.sid))
         self._turn_sent_at = None
-        if not current:
+        turn_id = await self.sessions.cancel_current(self.sid, "barge_in")
+        if not turn_id:
             return
-        turn_id = current.decode() if isinstance(current, bytes) else str(current)
-        await bus.cancel(self.sid, turn_id, "barge_in")
         log.info("barge-in: cancelled the turn", extra={"session": self.sid, "turn": turn_id})
 
     # --------------------------------------------------------------- settings

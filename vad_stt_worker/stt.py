@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from voicefleet.audio import BUS_RATE
 from voicefleet.models import whisper_base_dir
 
 from .settings import SttSettings
@@ -53,7 +54,7 @@ class SttEngine(abc.ABC):
 
     def warm(self) -> None:
         """Run once on silence so the first real request is not the slow one."""
-        self.transcribe(np.zeros(16000, dtype=np.float32), "en")
+        self.transcribe(np.zeros(BUS_RATE, dtype=np.float32), "en")
 
 
 class WhisperEngine(SttEngine):
@@ -111,7 +112,7 @@ class WhisperEngine(SttEngine):
         result = Transcript(
             segments=[Segment(s.text, s.no_speech_prob, s.avg_logprob, s.compression_ratio) for s in segments],
             language=info.language,
-            audio_s=audio.size / 16000,
+            audio_s=audio.size / BUS_RATE,
         )
         result.elapsed_s = time.perf_counter() - started
         return result

@@ -23,11 +23,12 @@ from typing import Literal
 
 import numpy as np
 
+from voicefleet.audio import BUS_RATE
+
 from .audio import AudioHistory, level_db
 from .echo import EchoGuard
 from .settings import SttSettings
 
-SAMPLE_RATE = 16000
 CHUNK = 512
 
 
@@ -83,11 +84,11 @@ class TurnConfig:
 
 
 def ms(samples: int) -> float:
-    return samples * 1000.0 / SAMPLE_RATE
+    return samples * 1000.0 / BUS_RATE
 
 
 def samples(milliseconds: float) -> int:
-    return round(milliseconds * SAMPLE_RATE / 1000.0)
+    return round(milliseconds * BUS_RATE / 1000.0)
 
 
 # --------------------------------------------------------------------------- actions

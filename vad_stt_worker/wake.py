@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import openwakeword
 
+from voicefleet.audio import BUS_RATE
+
 #: openWakeWord scores 80 ms frames.
 FRAME_SAMPLES = 1280
 #: The wake words whose models ship in openwakeword 0.4.0, by the name sessions use.
@@ -89,7 +91,7 @@ class WakeModels:
         features = copy.copy(self._template.preprocessor)
         # Upstream keeps 10 s of raw samples and copies them into a list on every
         # frame; 2 s is more than the melspectrogram ever looks back.
-        features.raw_data_buffer = deque(maxlen=2 * 16000)
+        features.raw_data_buffer = deque(maxlen=2 * BUS_RATE)
         features.melspectrogram_buffer = np.ones((76, 32))
         features.accumulated_samples = 0
         features.feature_buffer = self._blank_features.copy()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Coroutine
@@ -27,10 +26,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from voicefleet.bus import REDIS_DOWN, Backoff
+from voicefleet.audio import samples_at
+from voicefleet.bus import REDIS_DOWN
 from voicefleet.codec import decode
 from voicefleet.messages import AudioFrame
 from voicefleet.service import Service
+from voicefleet.sessions import Sessions
 
 from .lease import Lease
 from .models import Models
@@ -69,6 +70,7 @@ class SttService(Service):
         self.stt = settings
         self.models = models
         self.sessions: dict[str, _Owned] = {}
+        self.session_store = Sessions(self.bus)
         self._claiming: set[str] = set()
         self._ctx: WorkerContext | None = None
         self._hset_if_exists = self.bus.redis.register_script(_HSET_IF_EXISTS)
@@ -115,31 +117,15 @@ class SttService(Service):
     # ------------------------------------------------------------ discovery
     async def _announcements(self) -> None:
         """Claim announced sessions at once instead of waiting for the next scan."""
-        backoff = Backoff()
-        while True:
-            pubsub = self.bus.redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(self.keys.sessions_channel)
-                backoff.reset()
-                async for item in pubsub.listen():
-                    sid = _session_id(item.get("data"))
-                    if sid:
-                        self.spawn(self._claim(sid), name="stt-claim")
-            except REDIS_DOWN as exc:
-                log.warning("sessions channel lost (%s); resubscribing", exc)
-                await backoff.wait()
-            finally:
-                with contextlib.suppress(*REDIS_DOWN):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+        async for sid in self.session_store.announcements():
+            self.spawn(self._claim(sid), name="stt-claim")
 
     async def _scan(self) -> None:
         """Find open sessions nobody owns (new, or their owner died)."""
         while True:
             try:
                 fresh = time.time() - self.stt.session_stale_s
-                found = await self.bus.redis.zrangebyscore(self.keys.sessions, fresh, "+inf")
-                sids = [_text(s) for s in found]
-                candidates = [s for s in sids if s not in self.sessions]
+                candidates = [s for s in await self.session_store.open_since(fresh) if s not in self.sessions]
                 if candidates:
                     owners = await self.bus.redis.mget([self.keys.owner(s, "stt") for s in candidates])
                     for sid, owner in zip(candidates, owners, strict=True):
@@ -161,22 +147,21 @@ class SttService(Service):
             if delay:
                 await asyncio.sleep(delay / 1000)
             redis = self.bus.redis
-            score = await redis.zscore(self.keys.sessions, sid)
-            if score is None or score < time.time() - self.stt.session_stale_s:
+            seen = await self.session_store.last_seen(sid)
+            if seen is None or seen < time.time() - self.stt.session_stale_s:
                 return  # closed (or abandoned) meanwhile
             lease = Lease(redis, self.keys.owner(sid, "stt"), self.instance, self.stt.lease_ttl_ms)
             if not await lease.acquire():
                 return
-            raw = await redis.hgetall(self.keys.session(sid))
-            info = {_text(k): _text(v) for k, v in raw.items()}
-            if not info:
+            record = await self.session_store.load(sid)
+            if record is None:
                 await lease.release()
                 return
-            start = await self._start_point(sid, info)
+            start = await self._start_point(sid)
             if await self._hset_if_exists(keys=[self.keys.session(sid)], args=[OWNER_FIELD, self.instance]) < 0:
                 await lease.release()
                 return
-            runner = SessionRunner(self._ctx, sid, info, start)
+            runner = SessionRunner(self._ctx, sid, record, start)
             task = self.spawn(self._run(sid, runner), name=f"stt-session-{sid}")
             self.sessions[sid] = _Owned(runner, lease, task)
         except REDIS_DOWN as exc:
@@ -184,17 +169,19 @@ class SttService(Service):
         finally:
             self._claiming.discard(sid)
 
-    async def _start_point(self, sid: str, info: dict[str, str]) -> StartPoint:
+    async def _start_point(self, sid: str) -> StartPoint:
         """Fresh sessions are read from the start; taken-over ones from the current end."""
-        previous = info.get(OWNER_FIELD)
-        if previous is None:
-            return StartPoint()
         redis, stream = self.bus.redis, self.keys.audio(sid)
+        # This worker kind's private fields in the session hash (see the module docstring).
+        owner_raw, position_raw = await redis.hmget(self.keys.session(sid), [OWNER_FIELD, POSITION_FIELD])
+        if owner_raw is None:
+            return StartPoint()
+        previous = _text(owner_raw)
         try:
             end_id: bytes = (await redis.xinfo_stream(stream))["last-generated-id"]
         except Exception:  # no stream yet: nothing was said
             end_id = b"0-0"
-        marked_id, _, marked_pos = info.get(POSITION_FIELD, "").partition(" ")
+        marked_id, _, marked_pos = _text(position_raw or b"").partition(" ")
         position = int(marked_pos) if marked_pos.isdigit() else 0
         if marked_id:
             # Count the audio the old owner never reported, so audio_ms stays true.
@@ -202,7 +189,7 @@ class SttService(Service):
                 with contextlib.suppress(Exception):
                     msg = decode(fields)  # type: ignore[arg-type]
                     if isinstance(msg, AudioFrame):
-                        position += len(msg.audio) // 2 * 16000 // max(1, msg.sample_rate)
+                        position += samples_at(msg.audio, msg.sample_rate)
         return StartPoint(end_id, position, takeover=previous not in ("", self.instance))
 
     async def _run(self, sid: str, runner: SessionRunner) -> None:
@@ -237,11 +224,7 @@ class SttService(Service):
             log.warning("lost the session to another worker", extra={"session": sid})
             self._drop(sid, owned)
             return
-        pipe = self.bus.redis.pipeline(transaction=False)
-        pipe.exists(self.keys.session(sid))
-        pipe.zscore(self.keys.sessions, sid)
-        exists, score = await pipe.execute()
-        if not exists or score is None:
+        if not await self.session_store.is_open(sid):
             log.info("session is gone; leaving it", extra={"session": sid})
             self._drop(sid, owned)
             await owned.lease.release()
@@ -257,20 +240,6 @@ class SttService(Service):
     def _drop(self, sid: str, owned: _Owned) -> None:
         self.sessions.pop(sid, None)
         owned.task.cancel()
-
-
-def _session_id(data: Any) -> str:
-    """The sessions channel carries a bare session id (JSON with ``session_id`` is accepted too)."""
-    if isinstance(data, bytes):
-        data = data.decode(errors="replace")
-    if not isinstance(data, str):
-        return ""
-    data = data.strip()
-    if data.startswith("{"):
-        with contextlib.suppress(ValueError):
-            return str(json.loads(data).get("session_id", ""))
-        return ""
-    return str(data)
 
 
 def _text(value: Any) -> str:

@@ -13,7 +13,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,6 +134,16 @@ class Bus:
         """Entries after ``last_id``, waiting up to ``block_ms`` for the first."""
         reply: Any = await self.redis.xread({stream: last_id}, count=count, block=block_ms)
         return [self._entry(entry_id, fields) for _, entries in reply or [] for entry_id, fields in entries]
+
+    async def range(self, stream: str, first: bytes | str, last: bytes | str, count: int = 500) -> list[Entry]:
+        """Entries from ``first`` to ``last`` inclusive (``-``/``+``: the ends; ``(id``: exclusive)."""
+        reply: Any = await self.redis.xrange(stream, min=first, max=last, count=count)
+        return [self._entry(entry_id, fields) for entry_id, fields in reply or []]
+
+    async def last_id(self, stream: str) -> bytes:
+        """The id of the stream's newest entry (``0-0`` when it is empty or missing)."""
+        reply: Any = await self.redis.xrevrange(stream, count=1)
+        return bytes(reply[0][0]) if reply else b"0-0"
 
     @staticmethod
     def _entry(entry_id: bytes, fields: dict[bytes, bytes]) -> Entry:
@@ -299,6 +309,3 @@ class Bus:
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
-
-
-Handler = Callable[[Message], Awaitable[None]]

@@ -59,7 +59,11 @@ class Keys:
 
     # --- per-session state ---
     def session(self, session_id: str) -> str:
-        """Hash: user, sample rate, wake word, voice... (expires after the session)."""
+        """Hash: the :class:`~voicefleet.sessions.SessionRecord` (expires after the session).
+
+        Written and read through :mod:`voicefleet.sessions` only; the STT owner
+        adds its private fields ``stt_worker`` and ``stt_pos``.
+        """
         return f"{self.prefix}:s:{session_id}:info"
 
     def history(self, session_id: str) -> str:
@@ -67,7 +71,7 @@ class Keys:
         return f"{self.prefix}:s:{session_id}:history"
 
     def owner(self, session_id: str, role: str) -> str:
-        """Lease (SET NX PX) naming the worker process that owns a session for ``role``."""
+        """Lease (SET NX PX) naming the worker process that owns a session for ``role`` (``stt``)."""
         return f"{self.prefix}:s:{session_id}:owner:{role}"
 
     def cancelled(self, session_id: str, turn_id: str) -> str:
@@ -75,7 +79,10 @@ class Keys:
         return f"{self.prefix}:s:{session_id}:cancelled:{turn_id}"
 
     def current_turn(self, session_id: str) -> str:
-        """The turn id the session is answering now (to cancel on barge-in)."""
+        """The turn id the session is answering now (to cancel on barge-in or when a new turn starts).
+
+        Set only by :meth:`voicefleet.sessions.Sessions.start_turn`, which also applies the supersede rule.
+        """
         return f"{self.prefix}:s:{session_id}:turn"
 
     def turn_progress(self, session_id: str, turn_id: str) -> str:

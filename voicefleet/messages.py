@@ -1,8 +1,10 @@
 """The fleet's message vocabulary: every message on the bus and on the WebSocket.
 
 Every message shares one envelope (:class:`Message`): ``type``, ``version``,
-``session_id``, ``turn_id``, ``seq`` and ``ts``, the wall-clock time (epoch
-seconds) at which each stage touched it. Stage times are copied forward from
+``session_id``, ``turn_id``, ``seq``, ``ts``, the wall-clock time (epoch
+seconds) at which each stage touched it, and ``stream_id``: on a server event
+sent to a client, its id in the session's out stream, after which a client
+that lost its connection resumes (see :class:`Start`). Stage times are copied forward from
 message to message, so one turn's latency can be broken down from the last
 message alone.
 
@@ -19,6 +21,8 @@ import uuid
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from .audio import BUS_RATE, samples_in, seconds_in
 
 PROTOCOL_VERSION = 1
 
@@ -43,6 +47,8 @@ class Message(BaseModel):
     turn_id: str = ""
     seq: int = 0
     ts: dict[str, float] = Field(default_factory=dict)
+    #: Server events only: the event's id in the session's out stream ("" for events sent directly).
+    stream_id: str = ""
 
     #: True for messages that carry raw audio beside the JSON header.
     has_audio: ClassVar[bool] = False
@@ -60,7 +66,17 @@ class Message(BaseModel):
 class _AudioMessage(Message):
     has_audio: ClassVar[bool] = True
     audio: bytes = Field(default=b"", exclude=True, repr=False)
-    sample_rate: int = 16000
+    sample_rate: int = BUS_RATE
+
+    @property
+    def samples(self) -> int:
+        """Number of PCM16 samples carried."""
+        return samples_in(self.audio)
+
+    @property
+    def seconds(self) -> float:
+        """Duration of the audio carried."""
+        return seconds_in(self.audio, self.sample_rate)
 
 
 # ---------------------------------------------------------------------------
@@ -69,16 +85,26 @@ class _AudioMessage(Message):
 
 
 class Start(Message):
-    """First message of a connection: how the client sends and wants audio."""
+    """First message of a connection: how the client sends and wants audio.
+
+    To come back to a session after a dropped connection (within the
+    gateway's grace period), a client sends ``resume_session_id`` (the
+    ``ready.session_id`` it had), ``resume_after`` (the last non-empty
+    ``stream_id`` it received) and ``resume_audio_bytes`` (bytes of reply
+    audio received after that event); the events and audio it missed follow
+    ``ready``.
+    """
 
     type: Literal["start"] = "start"
-    sample_rate: int = 16000
+    sample_rate: int = BUS_RATE
     output_sample_rate: int = 0  # 0: same as sample_rate
     wake_word: str | None = None  # None: always listening
     voice: str | None = None
     speech_rate: float = 1.0
     language: str | None = None
     resume_session_id: str | None = None
+    resume_after: str | None = None  # a stream_id; None: replay nothing missed
+    resume_audio_bytes: int = Field(0, ge=0)
 
 
 class Configure(Message):
@@ -128,7 +154,7 @@ class Stop(Message):
 
 
 class AudioFrame(_AudioMessage):
-    """PCM16LE mono from the client, already resampled to 16 kHz by the gateway."""
+    """PCM16LE mono from the client, already resampled to the bus rate by the gateway."""
 
     type: Literal["audio_frame"] = "audio_frame"
 
@@ -159,8 +185,7 @@ class TurnRequest(Message):
     type: Literal["turn_request"] = "turn_request"
     user: str = ""
     text: str
-    source: Literal["voice", "text", "timer"] = "voice"
-    attempt: int = 0
+    source: Literal["voice", "text"] = "voice"
 
 
 class SpeakRequest(Message):
@@ -170,7 +195,7 @@ class SpeakRequest(Message):
     text: str
     voice: str | None = None
     speech_rate: float = 1.0
-    sample_rate: int = 16000
+    sample_rate: int = 0  # 0: the session's output rate (the TTS worker reads it from the session record)
     final: bool = False  # last chunk of the turn
 
 
@@ -219,14 +244,15 @@ class TtsRequest(Message):
 
 
 class Ready(Message):
-    """The session is open; ``session_id`` names it."""
+    """The session is open; ``session_id`` names it; ``resumed``: it is the session the client asked to resume."""
 
     type: Literal["ready"] = "ready"
-    sample_rate: int = 16000
-    output_sample_rate: int = 16000
+    sample_rate: int = BUS_RATE
+    output_sample_rate: int = BUS_RATE
     wake_words: list[str] = Field(default_factory=list)
     voices: list[str] = Field(default_factory=list)
     max_frame_bytes: int = 0
+    resumed: bool = False
 
 
 class Wake(Message):
@@ -287,7 +313,7 @@ class AudioStart(Message):
     """Reply audio of ``turn_id`` begins; binary frames follow at ``sample_rate``."""
 
     type: Literal["audio_start"] = "audio_start"
-    sample_rate: int = 16000
+    sample_rate: int = BUS_RATE
 
 
 class AudioEnd(Message):
@@ -334,9 +360,6 @@ def _union(classes: tuple[type[Message], ...]) -> TypeAdapter[Any]:
     """A validator that picks the class by the ``type`` field."""
     # Union[tuple] spreads the tuple; the X | Y form cannot be built from a tuple.
     return TypeAdapter(Annotated[Union[classes], Field(discriminator="type")])  # type: ignore[arg-type]  # noqa: UP007
-
-
-ANY_MESSAGE = _union(ALL_MESSAGES)
 
 #: What a client may send as JSON text frames.
 CLIENT_MESSAGES: tuple[type[Message], ...] = (

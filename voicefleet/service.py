@@ -1,9 +1,12 @@
-"""The worker base every service process runs on.
+"""The base every service process runs on, the gateway included.
 
 A :class:`Service` connects to Redis (retrying with backoff), loads its models
 in :meth:`Service.setup` *before* it reports ready, refreshes a health key with
-a TTL, runs its loops, survives Redis restarts and bad messages, and stops
-cleanly on SIGTERM or SIGINT.
+a TTL, listens to the fleet's cancels once per process (handing each to
+:meth:`Service.on_cancel`), runs its loops, survives Redis restarts and bad
+messages, and stops cleanly on SIGTERM or SIGINT. A process with a server of
+its own (the gateway under uvicorn) calls :meth:`Service.start` and
+:meth:`Service.shutdown` itself instead of :meth:`Service.run`.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from typing import Any
 
 from . import metrics
 from .bus import REDIS_DOWN, Backoff, Bus, Entry, instance_name
-from .messages import Message
+from .constraints import exit_on_conflict
+from .messages import Cancel, Message
 from .settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -40,6 +44,7 @@ class Service:
         self.started_at = time.time()
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._workers: list[asyncio.Task[Any]] = []
 
     # ---- to override -------------------------------------------------
     async def setup(self) -> None:
@@ -56,6 +61,13 @@ class Service:
     async def teardown(self) -> None:
         """Release resources after the loops stopped."""
 
+    async def on_cancel(self, cancel: Cancel) -> None:
+        """A turn (or, with an empty ``turn_id``, a whole session) was cancelled somewhere in the fleet.
+
+        Called for every cancel broadcast, from the one subscription of this
+        process; a service that stops work on cancel overrides it.
+        """
+
     # ---- lifecycle ----------------------------------------------------
     def stop(self) -> None:
         self._stopping.set()
@@ -70,16 +82,30 @@ class Service:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
         metrics.serve(self.settings.metrics_port)
+        workers = await self.start()
+        stop_waiter = asyncio.create_task(self._stopping.wait())
+        done, _ = await asyncio.wait([stop_waiter, *workers], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not stop_waiter and not task.cancelled() and task.exception():
+                log.error("loop %s crashed", task.get_name(), exc_info=task.exception())
+        stop_waiter.cancel()
+        await self.shutdown()
+
+    async def start(self, wait_for_redis: bool = True) -> list[asyncio.Task[Any]]:
+        """Connect, set up, and start the heartbeat, the cancel subscription and the loops."""
         started = time.monotonic()
-        await self.bus.wait_until_up()
+        if wait_for_redis:
+            await self.bus.wait_until_up()
         await self.setup()
         self.ready = True
         # One beat before any loop runs: a consumer must never be seen without
         # its health key, or another worker would take its entries as a dead one's.
         with contextlib.suppress(*REDIS_DOWN):
             await self._beat()
-        workers = [asyncio.create_task(self._heartbeat(), name="heartbeat")]
-        workers += [asyncio.create_task(coro) for coro in self.loops()]
+        self._workers = [asyncio.create_task(self._heartbeat(), name="heartbeat")]
+        if type(self).on_cancel is not Service.on_cancel:
+            self._workers.append(asyncio.create_task(self._dispatch_cancels(), name="cancels"))
+        self._workers += [asyncio.create_task(coro) for coro in self.loops()]
         log.info(
             "Ready: %s as %s (pid %d)",
             self.name,
@@ -87,19 +113,20 @@ class Service:
             os.getpid(),
             extra={"ms": round((time.monotonic() - started) * 1000)},
         )
-        stop_waiter = asyncio.create_task(self._stopping.wait())
-        done, _ = await asyncio.wait([stop_waiter, *workers], return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            if task is not stop_waiter and not task.cancelled() and task.exception():
-                log.error("loop %s crashed", task.get_name(), exc_info=task.exception())
+        return list(self._workers)
+
+    async def shutdown(self) -> None:
+        """Stop the loops and owned tasks, tear down, and leave the fleet (health key, connection)."""
         log.info("stopping %s", self.instance)
-        for task in [*workers, stop_waiter, *self._tasks]:
+        tasks = [*self._workers, *self._tasks]
+        for task in tasks:
             task.cancel()
         # redis-py can swallow a cancel that lands while a connection is being
         # set up (redis/redis-py#2028): never let that hang a shutdown.
-        _, stuck = await asyncio.wait([*workers, *self._tasks], timeout=5.0)
-        if stuck:
-            log.warning("%d task(s) ignored cancellation; stopping without them", len(stuck))
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=5.0)
+            if stuck:
+                log.warning("%d task(s) ignored cancellation; stopping without them", len(stuck))
         await self.teardown()
         with contextlib.suppress(*REDIS_DOWN):
             await self.bus.redis.delete(self.keys.health(self.name, self.instance))
@@ -127,6 +154,13 @@ class Service:
                 _reraise_if_cancelled()
                 log.debug("heartbeat failed: %s", exc)
             await asyncio.sleep(period)
+
+    async def _dispatch_cancels(self) -> None:
+        async for cancel in self.bus.cancels():
+            try:
+                await self.on_cancel(cancel)
+            except Exception:
+                log.exception("handling a cancel failed", extra={"session": cancel.session_id, "turn": cancel.turn_id})
 
     async def _beat(self) -> None:
         status = {"pid": os.getpid(), "ready": self.ready, "started": self.started_at, **self.status()}
@@ -252,7 +286,8 @@ def _free(slots: asyncio.Semaphore) -> int:
 
 
 def main_entry(service: Service) -> None:
-    """Run a service until it stops (the body of every worker's ``__main__``)."""
+    """Check the fleet's cross-service settings, then run a service until it stops (every worker's ``__main__``)."""
+    exit_on_conflict(service.settings)
     try:
         asyncio.run(service.run())
     except KeyboardInterrupt:

@@ -31,7 +31,7 @@ const $ = (id) => document.getElementById(id);
 
 // Exposed for tests and for the curious: counters of what went through the page.
 const stats = { framesSent: 0, samplesSent: 0, audioFrames: 0, samplesScheduled: 0, turns: 0, latencyShown: 0 };
-window.vf = { stats, sessionId: "", status: "offline", events: [] };
+window.vf = { stats, sessionId: "", status: "offline", events: [], resumed: false };
 
 const app = {
   config: { dev_signin: false, voices: [] },
@@ -41,6 +41,9 @@ const app = {
   wantConnection: false,
   reconnectDelay: RECONNECT_FIRST_MS,
   reconnectTimer: 0,
+  // Where the page is in its session, to resume it after a dropped connection: the session, the last
+  // stream_id received, and the reply audio received since (see "start" in the README's protocol).
+  resume: { sessionId: "", after: "", audioBytes: 0 },
   ctx: null,
   micStream: null,
   micNode: null,
@@ -315,20 +318,33 @@ function connect() {
   app.ws = ws;
   app.ready = null;
   ws.onopen = () => {
-    ws.send(JSON.stringify({
+    const start = {
       type: "start",
       sample_rate: CAPTURE_RATE,
       output_sample_rate: OUTPUT_RATE,
       wake_word: $("wake").checked ? app.wakeWord : "",
       voice: $("voice").value || null,
-    }));
+    };
+    if (app.resume.sessionId) {
+      Object.assign(start, {
+        resume_session_id: app.resume.sessionId,
+        resume_after: app.resume.after || null,
+        resume_audio_bytes: app.resume.audioBytes,
+      });
+    }
+    ws.send(JSON.stringify(start));
   };
   ws.onmessage = (e) => {
     if (typeof e.data === "string") {
       let event;
       try { event = JSON.parse(e.data); } catch (_) { return; }
+      if (event.stream_id && event.type !== "ready") {
+        app.resume.after = event.stream_id;
+        app.resume.audioBytes = 0;
+      }
       onEvent(event);
     } else {
+      app.resume.audioBytes += e.data.byteLength;
       onAudio(e.data);
     }
   };
@@ -338,8 +354,10 @@ function connect() {
     app.ws = null;
     app.ready = null;
     window.vf.sessionId = "";
-    if (app.player) app.player.flush();
+    // A drop is resumed (the rest of the reply follows): keep playing what already arrived.
+    if (app.player && !(wasReady && app.wantConnection)) app.player.flush();
     if (e.code === 1008 && !wasReady) {
+      app.resume = { sessionId: "", after: "", audioBytes: 0 };
       // The token was refused: retrying cannot help.
       app.wantConnection = false;
       localStorage.removeItem("vf.token");
@@ -360,8 +378,12 @@ function connect() {
   };
 }
 
+// For tests: lose the connection as a network failure would (no "stop"); the page comes back by itself.
+window.vf.drop = () => { if (app.ws) app.ws.close(4000, "dropped"); };
+
 function disconnect() {
   app.wantConnection = false;
+  app.resume = { sessionId: "", after: "", audioBytes: 0 };
   clearTimeout(app.reconnectTimer);
   if (app.ws) {
     try { app.ws.send(JSON.stringify({ type: "stop" })); } catch (_) { /* closing anyway */ }
@@ -575,8 +597,13 @@ function onAudio(data) {
 
 function onReady(ev) {
   app.ready = ev;
+  // A resumed session goes on from where the page was; a new one starts at its stream's beginning.
+  if (!ev.resumed || app.resume.sessionId !== ev.session_id) {
+    app.resume = { sessionId: ev.session_id, after: ev.stream_id || "", audioBytes: 0 };
+  }
   app.reconnectDelay = RECONNECT_FIRST_MS;
   window.vf.sessionId = ev.session_id;
+  window.vf.resumed = Boolean(ev.resumed);
   if (ev.wake_words && ev.wake_words.length && !ev.wake_words.includes(app.wakeWord)) app.wakeWord = ev.wake_words[0];
   $("wake-name").textContent = `“${app.wakeWord.replace(/_/g, " ")}”`;
   $("wake").disabled = !(ev.wake_words && ev.wake_words.length);

@@ -1,0 +1,158 @@
+"""Resumable sessions against the fleet started as processes (gateway, LLM, TTS; real models, real Redis).
+
+A client whose connection drops in the middle of a spoken reply connects
+again within the grace period, asks for its session back, and gets the rest
+of the reply (text and audio, nothing twice, nothing lost); the conversation
+then goes on with its history.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import REDIS_URL, free_port
+from fleet import Proc, child_env, delete_prefix, mint_token, wait_for_health, wait_for_log
+
+from audio_client.protocol import GatewaySession, Item, OptionsRefused, ResumePoint, StartOptions
+from llm_orchestrator.history import History
+from voicefleet.bus import Bus
+from voicefleet.messages import AudioChunk, AudioEnd, Message, ReplyDelta, ReplyDone, TextInput, new_id
+from voicefleet.settings import BusSettings
+
+pytestmark = [pytest.mark.fleet, pytest.mark.models]
+
+STORY = "Tell me a long story about a dragon and a knight."
+
+
+@dataclass
+class ResumeFleet:
+    ws: str
+    secret: str
+    bus_settings: BusSettings
+
+    def token(self, sub: str = "ada") -> str:
+        return mint_token(self.secret, sub)
+
+
+@pytest.fixture(scope="module")
+def resume_fleet(redis_available: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ResumeFleet]:
+    if importlib.util.find_spec("llama_cpp") is None:
+        pytest.skip("llama_cpp is not installed")
+    prefix = f"vftest-{new_id()[:8]}"
+    port = free_port()
+    logs: Path = tmp_path_factory.mktemp("resume-logs")
+    secret = f"test-secret-{prefix}-0123456789abcdef0123456789"
+    env = child_env(dict(os.environ))
+    env.update(VF_REDIS_URL=REDIS_URL, VF_KEY_PREFIX=prefix, VF_HEALTH_TTL_S="3", PYTHONUNBUFFERED="1",
+               VF_GATEWAY_JWT_SECRET=secret, VF_GATEWAY_REQUIRED_SERVICES="llm,tts",
+               VF_GATEWAY_RESUME_GRACE_S="60", VF_GATEWAY_IDLE_TIMEOUT_S="600", VF_LLM_MAX_TOKENS="96")
+    procs = {"gateway": Proc(["-m", "gateway", "serve", "--port", str(port)], env, logs / "gateway.log"),
+             "llm": Proc(["-m", "llm_orchestrator"], env, logs / "llm.log"),
+             "tts": Proc(["-m", "tts_worker"], env, logs / "tts.log")}
+    try:
+        wait_for_log(procs["gateway"], "Ready: gateway", timeout=30)
+        wait_for_health(f"http://127.0.0.1:{port}", {"llm": 1, "tts": 1}, timeout=240)
+        yield ResumeFleet(f"ws://127.0.0.1:{port}", secret, BusSettings(redis_url=REDIS_URL, key_prefix=prefix))
+    finally:
+        for proc in procs.values():
+            proc.stop()
+        delete_prefix(REDIS_URL, prefix)
+
+
+@pytest.fixture
+async def fleet_bus(resume_fleet: ResumeFleet) -> AsyncIterator[Bus]:
+    bus = Bus(resume_fleet.bus_settings)
+    yield bus
+    await bus.close()
+
+
+@dataclass
+class Heard:
+    text: str = ""
+    audio: int = 0
+    done: ReplyDone | None = None
+
+
+async def listen(session: GatewaySession, turn_id: str, heard: Heard, stop_after_audio: int = 0) -> str:
+    """Collect one turn's reply text and audio bytes; stop at its audio_end (or after enough audio)."""
+    async for item in session.items():
+        turn_id = turn_id or _turn_of(item)
+        if isinstance(item, bytes):
+            heard.audio += len(item)
+            if stop_after_audio and heard.audio >= stop_after_audio:
+                return turn_id
+        elif item.turn_id == turn_id and isinstance(item, ReplyDelta):
+            heard.text += item.text
+        elif item.turn_id == turn_id and isinstance(item, ReplyDone):
+            heard.done = item
+        elif item.turn_id == turn_id and isinstance(item, AudioEnd):
+            return turn_id
+    raise AssertionError("the connection ended before the reply did")
+
+
+def _turn_of(item: Item) -> str:
+    return item.turn_id if isinstance(item, Message) and item.type in ("reply_delta", "audio_start") else ""
+
+
+async def test_a_dropped_client_gets_the_rest_of_the_reply_and_the_conversation_goes_on(
+    resume_fleet: ResumeFleet, fleet_bus: Bus
+) -> None:
+    options = StartOptions()
+    first = GatewaySession(resume_fleet.ws, resume_fleet.token(), options, open_timeout_s=15)
+    await first.open()
+    await first.send(TextInput(text=STORY))
+    before = Heard()
+    turn = await listen(first, "", before, stop_after_audio=8000)  # a quarter second of the reply heard
+    assert turn and before.audio >= 8000
+    # The network goes away: no close frame, no stop.
+    assert first._ws is not None
+    first._ws.transport.abort()
+    where = first.position
+    assert where is not None and where.session_id == first.session_id and where.after
+
+    second = GatewaySession(resume_fleet.ws, resume_fleet.token(), options, open_timeout_s=15, resume=where)
+    ready = await second.open()
+    try:
+        assert ready.resumed and ready.session_id == first.session_id
+        after = Heard(text=before.text, audio=before.audio, done=before.done)
+        await listen(second, turn, after)
+        assert after.done is not None and not after.done.interrupted
+        # Nothing lost and nothing twice: the text adds up to the reply, the audio to what TTS made.
+        assert after.text == after.done.text
+        made = [e.message for e in await fleet_bus.read(fleet_bus.keys.out(ready.session_id), "0", count=5000)]
+        spoken = sum(len(m.audio) for m in made if isinstance(m, AudioChunk) and m.turn_id == turn)
+        assert after.audio == spoken
+
+        # The conversation goes on in the same session, with its history.
+        await second.send(TextInput(text="Thank you! Now say goodbye in one sentence."))
+        next_turn = Heard()
+        second_turn = await listen(second, "", next_turn)
+        assert second_turn != turn and next_turn.done is not None and next_turn.done.text
+        history = await History(fleet_bus, 10, 4000, 600).entries(ready.session_id)
+        assert (history[0].role, history[0].content) == ("user", STORY)
+        assert [e.role for e in history] == ["user", "assistant", "user", "assistant"]
+    finally:
+        await second.close()
+
+
+async def test_only_the_same_user_may_resume_a_session(resume_fleet: ResumeFleet) -> None:
+    mine = GatewaySession(resume_fleet.ws, resume_fleet.token("ada"), StartOptions(), open_timeout_s=15)
+    await mine.open()
+    try:
+        theirs = GatewaySession(resume_fleet.ws, resume_fleet.token("mallory"), StartOptions(), open_timeout_s=15,
+                                resume=ResumePoint(mine.session_id))
+        with pytest.raises(OptionsRefused, match="belongs to another user"):
+            await theirs.open()
+        # An ended session cannot come back: the client gets a new one and is told so.
+        gone = GatewaySession(resume_fleet.ws, resume_fleet.token("ada"), StartOptions(), open_timeout_s=15,
+                              resume=ResumePoint("no-such-session"))
+        ready = await gone.open()
+        await gone.close()
+        assert not ready.resumed and ready.session_id != "no-such-session"
+    finally:
+        await mine.close()

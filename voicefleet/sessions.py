@@ -1,0 +1,306 @@
+"""The one owner of session and turn state shared between services.
+
+A session is opened by the gateway and read by every worker. Everything the
+fleet shares about it goes through :class:`Sessions`:
+
+* the **record** (:class:`SessionRecord`, hash ``keys.session``): who the user
+  is, the client's sample rates, wake word, voice, speech rate, language, and
+  which gateway connection is attached now (empty while the client is away
+  and may still resume);
+* the **current turn** (``keys.current_turn``): turn ids are made here only,
+  and the supersede rule lives here only: *a session answers one turn at a
+  time; starting a turn cancels the one before it*;
+* the **open sessions** (sorted sets ``keys.sessions`` and
+  ``keys.user_sessions``, scored by the last time a gateway saw them);
+* **pending notices** for a user with no open session (a timer that rang);
+* **announcements** on ``keys.sessions_channel``: a session opened, closed or
+  came back, so owners wake up at once instead of polling.
+
+What stays raw Redis in a service is that service's private state only (the
+STT worker's lease and audio position, the orchestrator's turn progress...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from . import codec
+from .audio import BUS_RATE
+from .bus import REDIS_DOWN, SESSION_TTL_S, Backoff, Bus
+from .messages import Message, Notice, SessionEnded, SessionStarted, new_id
+
+log = logging.getLogger(__name__)
+
+#: A gateway that stopped refreshing a session this long ago has died: the session no longer counts as open.
+STALE_AFTER_S = 30.0
+#: Keys of a closed session linger this long (late readers, a last look in tests).
+CLOSED_TTL_S = 60
+PENDING_MAX = 20
+PENDING_TTL_S = 7 * 86400
+
+
+@dataclass
+class SessionRecord:
+    """What the fleet knows about one session (hash ``keys.session``)."""
+
+    user: str = ""
+    #: The client's microphone rate; bus audio is always :data:`voicefleet.audio.BUS_RATE`.
+    client_sample_rate: int = BUS_RATE
+    #: The rate the client wants reply audio at (the TTS worker makes it at this rate).
+    output_sample_rate: int = BUS_RATE
+    wake_word: str = ""  # "" = always listening
+    voice: str = ""  # "" = the TTS worker's default
+    speech_rate: float = 1.0
+    language: str = ""  # "" = the STT worker's default
+    created: float = 0.0
+    #: The gateway connection attached now; "" while the client is away (the session may be resumed).
+    connection: str = ""
+    #: When the client went away (epoch seconds; 0 while attached): names one absence, for its grace period.
+    away_since: float = 0.0
+
+    @property
+    def sample_rate(self) -> int:
+        """The rate of the session's bus audio."""
+        return BUS_RATE
+
+    def to_hash(self) -> dict[str, str]:
+        # "sample_rate" is written for readers that predate the record (benchmarks, old workers).
+        return {**{k: str(v) for k, v in asdict(self).items()}, "sample_rate": str(BUS_RATE)}
+
+    @classmethod
+    def from_hash(cls, raw: dict[Any, Any]) -> SessionRecord:
+        """The record in a Redis hash; missing or malformed fields keep their defaults, unknown ones are ignored."""
+        text = {_text(k): _text(v) for k, v in raw.items()}
+        record = cls()
+        for f in fields(cls):
+            value = text.get(f.name)
+            if value is None:
+                continue
+            default = getattr(record, f.name)
+            try:
+                parsed: Any = type(default)(float(value)) if isinstance(default, (int, float)) else value
+            except ValueError:
+                continue
+            if isinstance(parsed, (int, float)) and parsed <= 0 and f.name not in ("created", "away_since"):
+                continue
+            setattr(record, f.name, parsed)
+        return record
+
+
+class Sessions:
+    """Session and turn state, for every service (one per process, around its :class:`Bus`)."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self.keys = bus.keys
+
+    # ------------------------------------------------------------ records
+    async def load(self, session_id: str) -> SessionRecord | None:
+        """The session's record, or None when it is closed or unknown."""
+        raw = await self.bus.redis.hgetall(self.keys.session(session_id))
+        return SessionRecord.from_hash(raw) if raw else None
+
+    async def for_turn(self, session_id: str, user: str = "") -> SessionRecord:
+        """The record a turn is answered with: the defaults once the session is gone, the turn's user first."""
+        record = await self.load(session_id) or SessionRecord()
+        record.user = user or record.user
+        return record
+
+    async def save(self, session_id: str, record: SessionRecord, attached: bool = True) -> bool:
+        """Write the record and refresh the session's registration; True when it existed before.
+
+        ``attached``: a client is connected now, so the session counts among the
+        user's open connections. The gateway calls this periodically, which also
+        restores a session after a Redis restart.
+        """
+        now = time.time()
+        key = self.keys.session(session_id)
+        pipe = self.bus.redis.pipeline(transaction=False)
+        pipe.exists(key)
+        pipe.hset(key, mapping=record.to_hash())  # type: ignore[arg-type]
+        pipe.expire(key, SESSION_TTL_S)
+        pipe.zadd(self.keys.sessions, {session_id: now})
+        if attached:
+            pipe.zadd(self.keys.user_sessions(record.user), {session_id: now})
+        else:
+            pipe.zrem(self.keys.user_sessions(record.user), session_id)
+        pipe.expire(self.keys.user_sessions(record.user), SESSION_TTL_S)
+        existed, *_ = await pipe.execute()
+        return bool(existed)
+
+    async def open(self, session_id: str, record: SessionRecord) -> None:
+        """Register a new session, tell its audio stream's reader who it is, and announce it."""
+        await self.save(session_id, record)
+        await self.bus.add(
+            self.keys.audio(session_id),
+            SessionStarted(session_id=session_id, user=record.user, wake_word=record.wake_word or None),
+        )
+        await self.announce(session_id)
+
+    async def attach(self, session_id: str, user: str, connection: str, wait_s: float = 0.0) -> SessionRecord | None:
+        """Attach ``connection`` to an existing session of ``user`` (a resume).
+
+        Only a session whose client went away can be resumed: one still attached
+        to another connection is waited for up to ``wait_s`` (that connection's
+        gateway may not have noticed the drop yet). None when the session is
+        gone or was not let go in time (its gateway died: nobody will).
+        Raises :class:`PermissionError` when the session belongs to someone else.
+        """
+        deadline = time.monotonic() + wait_s
+        while True:
+            record = await self.load(session_id)
+            if record is None:
+                return None
+            if record.user != user:
+                raise PermissionError(session_id)
+            if not record.connection:
+                break
+            if time.monotonic() >= deadline:
+                return None
+            await asyncio.sleep(0.05)
+        record.connection, record.away_since = connection, 0.0
+        await self.save(session_id, record)
+        await self.announce(session_id)
+        return record
+
+    async def detach(self, session_id: str, record: SessionRecord) -> None:
+        """The client went away but may resume: keep the session, stop counting it as connected."""
+        record.connection, record.away_since = "", time.time()
+        await self.save(session_id, record, attached=False)
+
+    async def attached_connection(self, session_id: str) -> str | None:
+        """The connection attached to the session now ("" while away), None once the session is gone."""
+        value = await self.bus.redis.hget(self.keys.session(session_id), "connection")
+        if value is None:
+            return None if not await self.bus.redis.exists(self.keys.session(session_id)) else ""
+        return _text(value)
+
+    async def close(self, session_id: str, user: str, reason: str) -> None:
+        """End the session everywhere: cancel its turn, forget it, tell its owners."""
+        await self.cancel_current(session_id, "session_closed")
+        pipe = self.bus.redis.pipeline(transaction=False)
+        pipe.zrem(self.keys.sessions, session_id)
+        pipe.zrem(self.keys.user_sessions(user), session_id)
+        pipe.expire(self.keys.session(session_id), CLOSED_TTL_S)
+        pipe.expire(self.keys.out(session_id), CLOSED_TTL_S)
+        pipe.expire(self.keys.audio(session_id), CLOSED_TTL_S)
+        pipe.expire(self.keys.history(session_id), SESSION_TTL_S)
+        await pipe.execute()
+        await self.bus.add(self.keys.audio(session_id), SessionEnded(session_id=session_id, reason=reason))
+        await self.announce(session_id)
+
+    # ------------------------------------------------------- open sessions
+    async def user_sessions(self, user: str) -> list[str]:
+        """The user's sessions with a client connected now."""
+        return [_text(s) for s in await self.bus.redis.zrange(self.keys.user_sessions(user), 0, -1)]
+
+    async def connected_count(self, user: str) -> int:
+        """How many sessions the user has connected now (those of dead gateways are forgotten first)."""
+        key = self.keys.user_sessions(user)
+        await self.bus.redis.zremrangebyscore(key, "-inf", time.time() - STALE_AFTER_S)
+        return int(await self.bus.redis.zcard(key))
+
+    async def open_since(self, seen_after: float) -> list[str]:
+        """Open sessions a gateway refreshed after ``seen_after`` (epoch seconds)."""
+        return [_text(s) for s in await self.bus.redis.zrangebyscore(self.keys.sessions, seen_after, "+inf")]
+
+    async def last_seen(self, session_id: str) -> float | None:
+        """When a gateway last refreshed the session; None once it is closed."""
+        score = await self.bus.redis.zscore(self.keys.sessions, session_id)
+        return None if score is None else float(score)
+
+    async def is_open(self, session_id: str) -> bool:
+        pipe = self.bus.redis.pipeline(transaction=False)
+        pipe.exists(self.keys.session(session_id))
+        pipe.zscore(self.keys.sessions, session_id)
+        exists, score = await pipe.execute()
+        return bool(exists) and score is not None
+
+    # ------------------------------------------------------- announcements
+    async def announce(self, session_id: str) -> None:
+        await self.bus.redis.publish(self.keys.sessions_channel, session_id)
+
+    async def announcements(self) -> AsyncIterator[str]:
+        """Session ids announced from now on; resubscribes after a Redis restart."""
+        backoff = Backoff()
+        while True:
+            pubsub = self.bus.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.keys.sessions_channel)
+                backoff.reset()
+                async for item in pubsub.listen():
+                    sid = _text(item.get("data") or b"").strip()
+                    if sid:
+                        yield sid
+            except REDIS_DOWN as exc:
+                log.warning("sessions channel lost (%s); resubscribing", exc)
+                await backoff.wait()
+            finally:
+                with contextlib.suppress(*REDIS_DOWN):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    # --------------------------------------------------------------- turns
+    async def start_turn(self, session_id: str, turn_id: str = "", reason: str = "superseded") -> str:
+        """Make ``turn_id`` (a new id when empty) the session's current turn; cancel the one before it.
+
+        The supersede rule, in one place: a session answers one turn at a time,
+        so whoever starts a turn (the gateway for typed text, the STT worker for
+        speech, the orchestrator for a turn that reached it another way) calls
+        this, and the previous turn stops everywhere (LLM, TTS, the client's
+        playback). Calling it again with the same id changes nothing.
+        """
+        turn_id = turn_id or new_id()
+        previous = await self.bus.redis.set(
+            self.keys.current_turn(session_id), turn_id, ex=SESSION_TTL_S, get=True
+        )
+        if previous and _text(previous) != turn_id:
+            await self.bus.cancel(session_id, _text(previous), reason)
+        return turn_id
+
+    async def current_turn(self, session_id: str) -> str:
+        """The turn the session is answering now ("" when none)."""
+        value = await self.bus.redis.get(self.keys.current_turn(session_id))
+        return _text(value) if value else ""
+
+    async def cancel_current(self, session_id: str, reason: str) -> str:
+        """Cancel the session's current turn (barge-in, interrupt, close); its id, or "" when none."""
+        current = await self.current_turn(session_id)
+        if current:
+            await self.bus.cancel(session_id, current, reason)
+        return current
+
+    # ----------------------------------------------------- pending notices
+    async def keep_notice(self, user: str, notice: Notice) -> None:
+        """Keep a notice for a user with no connected session; it is delivered when one opens."""
+        key = self.keys.pending_notices(user)
+        pipe = self.bus.redis.pipeline(transaction=True)
+        pipe.rpush(key, json.dumps(notice.header()))
+        pipe.ltrim(key, -PENDING_MAX, -1)
+        pipe.expire(key, PENDING_TTL_S)
+        await pipe.execute()
+
+    async def take_notices(self, user: str) -> list[Message]:
+        """The user's kept notices, oldest first, removed from Redis."""
+        key = self.keys.pending_notices(user)
+        pipe = self.bus.redis.pipeline(transaction=True)
+        pipe.lrange(key, 0, -1)
+        pipe.delete(key)
+        raw, _ = await pipe.execute()
+        notices: list[Message] = []
+        for item in raw:
+            try:
+                notices.append(codec.decode_text(item))
+            except codec.DecodeError as exc:
+                log.warning("dropping a bad pending notice: %s", exc)
+        return notices
+
+
+def _text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
