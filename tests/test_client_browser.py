@@ -116,8 +116,13 @@ async def _frame_sizes(bus: Any, sid: str) -> list[int]:
 
 def type_first(driver: Any, gateway: GatewayProc, text: str) -> str:
     """Open the page and type ``text`` (no microphone: typing connects by itself); the session id."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.wait import WebDriverWait
+
     driver.get(f"{gateway.http}/?token={gateway.token('pat')}")
-    driver.find_element("id", "composer-input").send_keys(f"{text}\n")
+    # On a loaded machine the page may still be laying out: type once the box takes keys.
+    box = WebDriverWait(driver, 10).until(expected_conditions.element_to_be_clickable(("id", "composer-input")))
+    box.send_keys(f"{text}\n")
     wait_for(lambda: vf(driver, "status") == "connected", 10, "a connection", driver)
     return str(vf(driver, "sessionId"))
 
