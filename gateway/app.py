@@ -123,7 +123,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                               "close one first.", TRY_LATER)
             first = await _first_message(ws, settings)
             conn = Connection(ws, fleet.bus, settings, principal.user, await fleet.voices(),
-                              await fleet.offered("wake_words", "stt"), fleet.connections, fleet.lingering)
+                              await fleet.offered("wake_words", "stt"), fleet.connections, fleet.lingering,
+                              gateway_instance=fleet.instance)
             metrics.CONNECTIONS.inc()
             metrics.ACCEPTED.inc()
             await conn.serve(first)

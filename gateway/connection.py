@@ -57,8 +57,8 @@ log = logging.getLogger(__name__)
 #: Events that stay on the bus (internal), never forwarded to the client.
 INTERNAL = {"audio_frame", "session_started", "session_ended", "turn_request", "speak_request", "cancel"}
 
-#: How long a resuming client waits for its old connection to be let go (the drop noticed).
-RESUME_WAIT_S = 3.0
+#: How long a resume waits for the old connection to be let go (the drop noticed) before taking the session over.
+RESUME_WAIT_S = 1.0
 
 # WebSocket close codes (RFC 6455).
 NORMAL, GOING_AWAY, UNSUPPORTED, POLICY, TOO_BIG, TRY_LATER = 1000, 1001, 1003, 1008, 1009, 1013
@@ -109,6 +109,7 @@ class Connection:
         wake_words: list[str],
         registry: dict[str, Connection] | None = None,
         lingering: set[asyncio.Task[None]] | None = None,
+        gateway_instance: str = "",
     ) -> None:
         self.ws, self.bus, self.settings, self.user = ws, bus, settings, user
         #: This gateway's connections by session id (cancels are routed through it).
@@ -118,8 +119,9 @@ class Connection:
         self.keys = bus.keys
         self.voices, self.wake_words = voices, wake_words
         self.session_id = new_id()
-        #: Names this connection in the session record: a resumed session is attached to its new one.
-        self.connection_id = new_id()
+        #: Names this connection (and its gateway process) in the session record: a resumed session is
+        #: attached to its new one, and taken over from a connection whose gateway lives but missed the drop.
+        self.connection_id = f"{gateway_instance}/{new_id()}" if gateway_instance else new_id()
         self.opened = time.monotonic()
         self.last_heard = time.monotonic()
         self.order = AudioOrder(self.session_id)
@@ -258,7 +260,7 @@ class Connection:
             raise Closing("resume_refused", "That session belongs to another user, so it cannot be resumed.",
                           POLICY) from None
         if record is None:
-            log.info("the session to resume has ended (or its gateway died); opening a new one",
+            log.info("the session to resume has ended; opening a new one",
                      extra={"session": sid})
             return False
         self.session_id, self.order = sid, AudioOrder(sid)

@@ -90,12 +90,12 @@ async def test_the_users_memory_is_fetched_for_the_prompt_and_cached(
     bus: Bus, bus_settings: BusSettings, llama: LlamaCppBackend
 ) -> None:
     await bus.ensure_group(bus.keys.tools, "tools")
-    await bus.beat("tools", "test-tools", {"ready": True})  # a tools worker is alive
     async with running_service(bus_settings, [llama], max_tokens=16, memory_timeout_s=5):
+        await bus.beat("tools", "test-tools", {"ready": True})  # a tools worker is alive (its key lives 2 s)
         turn = await send_turn(bus, "s3", "What is my name?", user="ada")
         call = await next_tool_call(bus)
         assert (call.name, call.user) == ("memory.list", "ada")
-        data = [{"id": "m1", "text": "The user's name is Ada."}]
+        data = {"memories": [{"id": 1, "text": "The user's name is Ada.", "created": 0.0, "updated": 0.0}]}
         await bus.reply(call.call_id, ToolResult(call_id=call.call_id, ok=True, text="One thing.", data=data))
         out = await read_until_done(bus, "s3", turn.turn_id)
         assert messages(out, ReplyDone)[-1].backend == "llamacpp"

@@ -52,6 +52,15 @@ async def test_only_the_same_user_attaches_and_detached_sessions_do_not_count(bu
     assert not await sessions.is_open("s1") and await sessions.user_sessions("ada") == []
 
 
+async def test_a_connection_its_live_gateway_missed_the_drop_of_is_taken_over(bus: Bus) -> None:
+    """No reset arrives after a real network drop: the old connection looks alive; a resume takes over."""
+    sessions = Sessions(bus)
+    await bus.beat("gateway", "gw1", {"ready": True})
+    await sessions.open("s2", SessionRecord(user="ada", connection="gw1/c4"))
+    taken = await sessions.attach("s2", "ada", "gw1/c5", wait_s=0.1)
+    assert taken is not None and await sessions.attached_connection("s2") == "gw1/c5"
+
+
 async def test_pending_notices_are_kept_then_taken_once(bus: Bus) -> None:
     sessions = Sessions(bus)
     await sessions.keep_notice("ada", Notice(code="timer", message="Your tea timer is done."))

@@ -147,11 +147,14 @@ class Sessions:
     async def attach(self, session_id: str, user: str, connection: str, wait_s: float = 0.0) -> SessionRecord | None:
         """Attach ``connection`` to an existing session of ``user`` (a resume).
 
-        Only a session whose client went away can be resumed: one still attached
-        to another connection is waited for up to ``wait_s`` (that connection's
-        gateway may not have noticed the drop yet). None when the session is
-        gone or was not let go in time (its gateway died: nobody will).
-        Raises :class:`PermissionError` when the session belongs to someone else.
+        A session still attached to another connection is waited for up to
+        ``wait_s`` (that connection's gateway may be about to notice the drop).
+        Then, if that gateway is alive, the session is taken over anyway: after
+        a real network drop no reset arrives and the old connection can look
+        alive for minutes; it sees it is no longer attached and leaves. A
+        session whose gateway died is not resumed (None: nobody held its grace
+        period), nor one that is gone. Raises :class:`PermissionError` when the
+        session belongs to someone else.
         """
         deadline = time.monotonic() + wait_s
         while True:
@@ -163,12 +166,20 @@ class Sessions:
             if not record.connection:
                 break
             if time.monotonic() >= deadline:
-                return None
+                if not await self._gateway_alive(record.connection):
+                    return None
+                log.info("taking the session over from %s", record.connection, extra={"session": session_id})
+                break
             await asyncio.sleep(0.05)
         record.connection, record.away_since = connection, 0.0
         await self.save(session_id, record)
         await self.announce(session_id)
         return record
+
+    async def _gateway_alive(self, connection: str) -> bool:
+        """Whether the gateway process serving ``connection`` ("<gateway instance>/<id>") still runs."""
+        instance, sep, _ = connection.partition("/")
+        return bool(sep) and instance in await self.bus.alive_instances("gateway")
 
     async def detach(self, session_id: str, record: SessionRecord) -> None:
         """The client went away but may resume: keep the session, stop counting it as connected."""

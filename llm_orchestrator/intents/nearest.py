@@ -11,11 +11,14 @@ search...). Otherwise it is chat. Costs one embedding, about 5 ms.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
+import os
 import random
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from hassil import TextSlotList
@@ -65,9 +68,16 @@ class _Index:
 class Nearest:
     """Finds the nearest template sample of an utterance; see the module's docstring."""
 
-    def __init__(self, encoder: MiniLM, languages: tuple[str, ...], threshold: float = DEFAULT_THRESHOLD) -> None:
+    def __init__(
+        self,
+        encoder: MiniLM,
+        languages: tuple[str, ...],
+        threshold: float = DEFAULT_THRESHOLD,
+        cache_dir: Path | None = None,
+    ) -> None:
         self.encoder = encoder
         self.threshold = threshold
+        self.cache_dir = cache_dir
         self.indexes = {lang: self._index(templates(lang)) for lang in languages}
 
     def _index(self, tpl: Templates) -> _Index:
@@ -85,8 +95,31 @@ class Nearest:
         for text in tpl.spec.get("chat_examples", []):
             labels.append(CHAT)
             texts.append(text)
-        log.info("nearest-template index (%s): %d samples", tpl.language, len(texts))
-        return _Index(labels, self.encoder.embed(texts))
+        return _Index(labels, self._embed_cached(tpl.language, labels, texts))
+
+    def _embed_cached(self, language: str, labels: list[str], texts: list[str]) -> np.ndarray:
+        """Embeddings of the samples, kept on disk per template content: a restart costs milliseconds, not seconds."""
+        digest = hashlib.sha256("\n".join([*labels, *texts]).encode()).hexdigest()[:16]
+        path = self.cache_dir / f"intent-samples-{language}-{digest}.npy" if self.cache_dir else None
+        if path is not None and path.exists():
+            try:
+                vectors = np.load(path)
+                if vectors.shape[0] == len(texts):
+                    log.info("nearest-template index (%s): %d samples from %s", language, len(texts), path.name)
+                    return vectors
+            except (OSError, ValueError):
+                log.warning("ignoring a broken sample cache %s", path)
+        vectors = self.encoder.embed(texts)
+        log.info("nearest-template index (%s): %d samples embedded", language, len(texts))
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+                np.save(tmp, vectors)
+                tmp.replace(path)  # atomic: processes starting together never read half a file
+            except OSError as exc:
+                log.warning("could not keep the sample embeddings in %s: %s", path.parent, exc)
+        return vectors
 
     def guess(self, text: str, language: str) -> Intent | None:
         index = self.indexes.get(language)
@@ -136,7 +169,8 @@ def _arguments(tool: str, text: str, language: str, tpl: Templates) -> dict[str,
 def load_nearest(threads: int = 1, threshold: float = DEFAULT_THRESHOLD) -> Nearest:
     """The second stage with the packaged MiniLM model, over every language's templates."""
     from voicefleet.embeddings import load_minilm
+    from voicefleet.models import models_dir
 
     from .parser import LANGUAGES
 
-    return Nearest(load_minilm(threads), LANGUAGES, threshold)
+    return Nearest(load_minilm(threads), LANGUAGES, threshold, cache_dir=models_dir())
