@@ -1,0 +1,122 @@
+"""Every tool's commands, said the way people say them, through the whole fleet.
+
+gateway + LLM orchestrator + tools + TTS run as processes with the real
+models; the headless client types each command like a user and checks which
+tool ran (the ``tool_call`` event), what it answered, and that it was spoken.
+No model chooses the tool here: the intent layer does, before any model.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import REDIS_URL, free_port
+from fleet import Proc, child_env, delete_prefix, mint_token, wait_for_health, wait_for_log
+
+from audio_client.headless import HeadlessClient, TurnResult
+from audio_client.protocol import StartOptions
+from voicefleet.messages import new_id
+
+pytestmark = [pytest.mark.fleet, pytest.mark.models]
+
+WORKERS = {"llm": "llm_orchestrator", "tts": "tts_worker", "tools": "tools_worker"}
+
+
+@dataclass
+class CommandFleet:
+    ws: str
+    secret: str
+
+    def token(self, sub: str) -> str:
+        return mint_token(self.secret, sub)
+
+
+@pytest.fixture(scope="module")
+def command_fleet(redis_available: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CommandFleet]:
+    if importlib.util.find_spec("llama_cpp") is None:
+        pytest.skip("llama_cpp is not installed")
+    prefix = f"vftest-{new_id()[:8]}"
+    port = free_port()
+    logs: Path = tmp_path_factory.mktemp("command-fleet-logs")
+    docs = tmp_path_factory.mktemp("documents")
+    (docs / "budget-review.md").write_text("Quarterly budget review: travel costs rose, hiring is frozen until May.\n")
+    (docs / "pancakes.txt").write_text("Grandma's pancakes: flour, milk, two eggs, a pinch of salt.\n")
+    secret = f"test-secret-{prefix}-0123456789abcdef0123456789"
+    env = child_env(dict(os.environ))
+    env.update(VF_REDIS_URL=REDIS_URL, VF_KEY_PREFIX=prefix, VF_HEALTH_TTL_S="3", PYTHONUNBUFFERED="1",
+               VF_GATEWAY_JWT_SECRET=secret, VF_GATEWAY_REQUIRED_SERVICES="llm,tts,tools",
+               VF_TOOLS_DATA_DIR=str(tmp_path_factory.mktemp("tools-data")), VF_TOOLS_SEARCH_DIRS=str(docs),
+               VF_TOOLS_WEB_PROVIDER="off", VF_LLM_MAX_TOKENS="24")
+    procs = {"gateway": Proc(["-m", "gateway", "serve", "--port", str(port)], env, logs / "gateway.log")}
+    try:
+        for name, module in WORKERS.items():
+            procs[name] = Proc(["-m", module], env, logs / f"{name}.log")
+        wait_for_log(procs["gateway"], "Ready: gateway", timeout=30)
+        wait_for_health(f"http://127.0.0.1:{port}", {name: 1 for name in WORKERS}, timeout=240)
+        yield CommandFleet(f"ws://127.0.0.1:{port}", secret)
+    finally:
+        for proc in procs.values():
+            proc.stop()
+        delete_prefix(REDIS_URL, prefix)
+
+
+def called(result: TurnResult) -> list[tuple[str, dict[str, object]]]:
+    return [(t["name"], t["args"]) for t in result.tools if "args" in t]  # type: ignore[misc]
+
+
+async def command(client: HeadlessClient, text: str, tool: str | None) -> TurnResult:
+    result = await client.ask(text, timeout_s=60)
+    calls = called(result)
+    if tool is None:
+        assert not calls, (text, calls)
+    else:
+        assert calls and calls[0][0] == tool, (text, calls, result.reply)
+        assert result.reply.strip() and result.audio, (text, result.reply)  # answered, and spoken
+    return result
+
+
+async def test_every_tool_by_voice_commands(command_fleet: CommandFleet) -> None:
+    async with HeadlessClient(command_fleet.ws, command_fleet.token("ada"), StartOptions(wake_word="")) as client:
+        added = await command(client, "Hey Jarvis, take a note. Call the dentist on Friday.", "notes.add")
+        assert "1" in added.reply
+        await command(client, "Could you jot this down: buy oat milk.", "notes.add")
+        listed = await command(client, "What notes do I have?", "notes.list")
+        assert "dentist" in listed.reply.lower() and "oat milk" in listed.reply.lower()
+        assert "dentist" in (await command(client, "Read note number one.", "notes.read")).reply.lower()
+        assert "oat milk" in (await command(client, "Search my notes for milk.", "notes.search")).reply.lower()
+        await command(client, "Delete the note about the dentist.", "notes.delete")
+        assert "dentist" not in (await command(client, "Read my notes.", "notes.list")).reply.lower()
+
+        await command(client, "Keep in mind that I prefer metric units.", "memory.remember")
+        assert "metric" in (await command(client, "What do you remember about me?", "memory.list")).reply.lower()
+        await command(client, "Forget that I prefer metric units.", "memory.forget")
+
+        reminder = await command(client, "Remind me in half an hour to check the oven.", "timer.set")
+        assert "check the oven" in reminder.reply.lower()
+        await command(client, "Set a timer for five minutes for the pasta.", "timer.set")
+        assert "pasta" in (await command(client, "What timers are running?", "timer.list")).reply.lower()
+        cancelled = await command(client, "Cancel all my timers.", "timer.cancel")
+        assert "2" in cancelled.reply or "two" in cancelled.reply.lower()
+
+        tokyo = await command(client, "What time is it in Tokyo?", "time.now")
+        assert "tokyo" in tokyo.reply.lower()
+        found = await command(client, "Find the file about the quarterly budget review.", "files.search")
+        assert "budget" in found.reply.lower()
+        await command(client, "Search the web for a pancake recipe.", "web.search")
+
+        # Chat reaches no tool, even when it uses a tool's words.
+        await command(client, "How do I take good notes in class?", None)
+
+
+async def test_commands_in_french(command_fleet: CommandFleet) -> None:
+    options = StartOptions(wake_word="", language="fr")
+    async with HeadlessClient(command_fleet.ws, command_fleet.token("zoe"), options) as client:
+        await command(client, "Prends une note : acheter du pain.", "notes.add")
+        await command(client, "Mets un minuteur de dix minutes pour les pâtes.", "timer.set")
+        await command(client, "Annule tous les minuteurs.", "timer.cancel")
+        await command(client, "Quelle heure est-il à Tokyo ?", "time.now")
