@@ -64,3 +64,6 @@ fi
 # --- model files -----------------------------------------------------------
 say "preparing model files"
 "$VENV/bin/python" -m voicefleet.models prepare
+# The nearest-template stage of the intent layer embeds its template samples once
+# and keeps them beside the models, so the orchestrator starts in a second.
+"$VENV/bin/python" -c "from llm_orchestrator.intents.nearest import load_nearest; load_nearest()"
