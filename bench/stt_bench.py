@@ -317,6 +317,7 @@ def main() -> int:
         },
         "settings": {
             "model": settings.model or "whisper-base (packaged)",
+            "model_en": settings.model_en or "(same)",
             "device": settings.device,
             "compute_type": settings.compute_type or "auto",
             "language": settings.language,

@@ -59,7 +59,7 @@ def transcribe_audio(
 ) -> FileResult:
     """Run int16 16 kHz audio through the listener and recognizer; print lines to ``out`` as found."""
     recognizer = Recognizer(models.engine, models.filter)
-    listener = Listener(config, models.wake, wake_word)
+    listener = Listener(config, models.wake, wake_word, models.endpoint)
     result = FileResult(audio_s=audio.size / SAMPLE_RATE)
     started = time.perf_counter()
     starts: dict[int, int] = {}
