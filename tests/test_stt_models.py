@@ -132,3 +132,70 @@ def test_transcribe_command(tmp_path: Path, models: Models, capsys: pytest.Captu
     report = json.loads(capsys.readouterr().out)
     assert "radio" in report["text"].lower() and report["timings"]["audio_s"] > 1.5
     assert report["utterances"][0]["segments"][0]["avg_logprob"] < 0
+
+
+def split_at_longest_pause(audio: np.ndarray, window: int = 160) -> int:
+    """The middle of the longest quiet stretch inside the speech: a word boundary of the sentence."""
+    frames = audio[: audio.size - audio.size % window].astype(np.float32).reshape(-1, window)
+    quiet = np.sqrt(np.mean(frames**2, axis=1)) < 0.01 * 32768
+    loud = np.nonzero(~quiet)[0]
+    best, best_len, run_start = 0, 0, None
+    for i in range(loud[0], loud[-1] + 1):
+        if quiet[i] and run_start is None:
+            run_start = i
+        elif not quiet[i] and run_start is not None:
+            if i - run_start > best_len:
+                best, best_len = (run_start + i) // 2, i - run_start
+            run_start = None
+    return best * window
+
+
+def with_pause(sentence: str, pause_s: float) -> tuple[np.ndarray, int]:
+    """``sentence`` spoken in one go, with ``pause_s`` of silence spliced in at its longest inner pause."""
+    speech = say(sentence)
+    cut = split_at_longest_pause(speech)
+    audio = np.concatenate([silence(0.5), speech[:cut], silence(pause_s), speech[cut:], silence(1.5)])
+    return audio, silence(0.5).size + cut
+
+
+def test_a_500_ms_pause_inside_a_sentence_is_not_the_end_of_the_turn(models: Models, config: TurnConfig) -> None:
+    assert models.endpoint is not None  # the default: end of turn from smart-turn v3
+    # The pause falls after "like": the sentence is plainly unfinished there.
+    sentence = "What is the weather going to be like tomorrow in Paris?"
+    audio, pause_at = with_pause(sentence, 0.5)
+    listener = Listener(config, models.wake, None, models.endpoint)
+    actions = listener.feed(audio) + listener.finish()
+    stops = [a for a in actions if isinstance(a, SpeechEnd)]
+    assert len(stops) == 1 and stops[0].position > pause_at + 0.5 * RATE, actions
+    assert listener.stats.endpoint_calls >= 2  # asked at the pause (said "incomplete") and at the end
+    result = transcribe_audio(audio, models, config, "en")
+    assert words(result.text) == words(sentence), result.text
+
+
+def test_a_short_command_ends_well_before_the_fixed_silence(models: Models, config: TurnConfig) -> None:
+    audio = np.concatenate([silence(0.6), say("Turn on the kitchen lights."), silence(1.5)])
+    listener = Listener(config, models.wake, None, models.endpoint)
+    actions = listener.feed(audio)
+    names = [type(a).__name__ for a in actions]
+    assert names == ["SpeechStart", "Speculate", "SpeechEnd", "Final"], names
+    stop, final = actions[2], actions[3]
+    assert isinstance(stop, SpeechEnd) and isinstance(final, Final) and final.speculated
+    # The decision's audio position: about 200 ms of silence after the end of speech, not 450.
+    waited_ms = (final.position - stop.position) * 1000 / RATE
+    assert waited_ms <= config.eot_complete_ms + 64 < SttSettings().eot_silence_ms, waited_ms
+
+
+def test_no_word_is_lost_when_the_model_ends_a_sentence_too_early(models: Models, config: TurnConfig) -> None:
+    """The model calls "And so my fellow Americans," complete; the speaker goes on after 500 ms."""
+    sentence = "And so my fellow Americans, ask not what your country can do for you."
+    audio, pause_at = with_pause(sentence, 0.5)
+    listener = Listener(config, models.wake, None, models.endpoint)
+    actions = listener.feed(audio) + listener.finish()
+    starts = [a for a in actions if isinstance(a, SpeechStart)]
+    finals = [a for a in actions if isinstance(a, Final)]
+    # Either one utterance, or a second one that carries the first on and holds all of its audio.
+    assert all(s.continues == prev.utterance for s, prev in zip(starts[1:], starts, strict=False)), starts
+    assert finals[-1].audio.size >= audio.size - 0.5 * RATE - 1.5 * RATE - config.pre_roll_ms * 16, pause_at
+    result = transcribe_audio(audio, models, config, "en")
+    assert len(result.utterances) == 1, result.utterances
+    assert words(result.text) == words(sentence), result.text

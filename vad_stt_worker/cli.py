@@ -88,7 +88,9 @@ def _handle(
             if out:
                 print(f"wake {seconds:.2f} {action.score:.3f}", file=out, flush=True)
         elif isinstance(action, SpeechStart):
-            starts[action.utterance] = action.position
+            starts[action.utterance] = starts.get(action.continues, action.position)
+            if action.continues:  # the speaker went on: this utterance's text replaces the ended one's
+                result.utterances = [u for u in result.utterances if u["utterance"] != action.continues]
         elif isinstance(action, SpeechEnd):
             log.debug("speech %d ended (%s) at %.0f ms", action.utterance, action.reason, ms(action.position))
         elif isinstance(action, Final):
@@ -97,6 +99,7 @@ def _handle(
             result.stt_s += rec.transcript.elapsed_s
             result.utterances.append(
                 {
+                    "utterance": action.utterance,
                     "start_s": round(starts.get(action.utterance, 0) / SAMPLE_RATE, 3),
                     "end_s": round(action.speech_end / SAMPLE_RATE, 3),
                     "text": rec.text,
