@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from speech import noise, say, silence
 
+from bench.stt_bench import longest_pause
+
 from vad_stt_worker import cli
 from vad_stt_worker.cli import transcribe_audio
 from vad_stt_worker.hallucinations import normalize_text
@@ -134,26 +136,10 @@ def test_transcribe_command(tmp_path: Path, models: Models, capsys: pytest.Captu
     assert report["utterances"][0]["segments"][0]["avg_logprob"] < 0
 
 
-def split_at_longest_pause(audio: np.ndarray, window: int = 160) -> int:
-    """The middle of the longest quiet stretch inside the speech: a word boundary of the sentence."""
-    frames = audio[: audio.size - audio.size % window].astype(np.float32).reshape(-1, window)
-    quiet = np.sqrt(np.mean(frames**2, axis=1)) < 0.01 * 32768
-    loud = np.nonzero(~quiet)[0]
-    best, best_len, run_start = 0, 0, None
-    for i in range(loud[0], loud[-1] + 1):
-        if quiet[i] and run_start is None:
-            run_start = i
-        elif not quiet[i] and run_start is not None:
-            if i - run_start > best_len:
-                best, best_len = (run_start + i) // 2, i - run_start
-            run_start = None
-    return best * window
-
-
 def with_pause(sentence: str, pause_s: float) -> tuple[np.ndarray, int]:
     """``sentence`` spoken in one go, with ``pause_s`` of silence spliced in at its longest inner pause."""
     speech = say(sentence)
-    cut = split_at_longest_pause(speech)
+    cut = longest_pause(speech)
     audio = np.concatenate([silence(0.5), speech[:cut], silence(pause_s), speech[cut:], silence(1.5)])
     return audio, silence(0.5).size + cut
 

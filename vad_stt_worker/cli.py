@@ -43,6 +43,8 @@ class FileResult:
     stt_s: float = 0.0
     vad_ms_per_chunk: float = 0.0
     wake_ms_per_frame: float = 0.0
+    endpoint_calls: int = 0
+    endpoint_s: float = 0.0
 
     @property
     def text(self) -> str:
@@ -70,6 +72,7 @@ def transcribe_audio(
     stats = listener.stats
     result.vad_ms_per_chunk = 1000 * stats.vad_s / max(1, stats.vad_chunks)
     result.wake_ms_per_frame = 1000 * stats.wake_s / max(1, stats.wake_frames)
+    result.endpoint_calls, result.endpoint_s = stats.endpoint_calls, stats.endpoint_s
     return result
 
 

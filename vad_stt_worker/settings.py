@@ -77,6 +77,7 @@ class SttSettings(ServiceSettings):
     )
     endpoint_model: str = Field("", description="'' = packaged smart-turn v3 ONNX (pipecat-ai); or an ONNX file")
     endpoint_threshold: float = Field(0.5, gt=0, lt=1, description="smart-turn probability that means 'complete'")
+    endpoint_after_ms: int = Field(96, ge=0, description="The model is asked after this much silence in a pause")
     eot_complete_ms: int = Field(200, ge=64, description="Silence that ends a turn the model calls complete")
     eot_incomplete_ms: int = Field(
         900, ge=100, description="Silence that ends a turn the model calls incomplete (pauses inside a sentence)"

@@ -17,7 +17,9 @@ user stays quiet; the end-of-turn decision then only has to wait for it.
 How long the silence must last (``eot``) is fixed (``eot_silence_ms``) without
 an end-of-turn model. With one (an injected callable: audio of the utterance
 so far -> probability that the user has finished, smart-turn v3 in the
-worker), it is asked once at each silence onset: "complete" ends the turn
+worker), it is asked once in each pause, after ``endpoint_after_ms`` (96) of
+silence (right at the onset it hears too little of the pause and calls many
+finished commands unfinished): "complete" ends the turn
 after ``eot_complete_ms`` (200), "incomplete" waits ``eot_incomplete_ms``
 (900), so a pause inside a sentence does not end it. Should the model call a
 sentence complete too early and the user go on within ``eot_incomplete_ms``,
@@ -54,6 +56,7 @@ class TurnConfig:
     eot_complete_ms: int = 200
     eot_incomplete_ms: int = 900
     endpoint_threshold: float = 0.5
+    endpoint_after_ms: int = 96
     speculate_after_ms: int = 160
     pre_roll_ms: int = 300
     max_utterance_s: float = 25.0
@@ -85,6 +88,7 @@ class TurnConfig:
             eot_complete_ms=s.eot_complete_ms,
             eot_incomplete_ms=s.eot_incomplete_ms,
             endpoint_threshold=s.endpoint_threshold,
+            endpoint_after_ms=min(s.endpoint_after_ms, s.eot_complete_ms),
             speculate_after_ms=min(
                 s.speculate_after_ms, s.eot_complete_ms if s.eot_mode == "model" else s.eot_silence_ms
             ),
@@ -377,7 +381,6 @@ class TurnDetector:
         if u.silence_start is None:
             if probability < cfg.vad_neg_threshold:
                 u.silence_start = start
-                u.complete = self._ask_endpoint(u, end)
             elif cfg.partial_interval_ms and end - u.last_partial >= samples(cfg.partial_interval_ms):
                 u.last_partial = end
                 actions.append(Partial(end, utterance=u.number, audio=self.history.slice(u.audio_start, end)))
@@ -390,6 +393,8 @@ class TurnDetector:
         else:
             silent = end - u.silence_start
             cut = u.silence_start + samples(cfg.speculate_after_ms)
+            if u.complete is None and self.endpoint is not None and silent >= samples(cfg.endpoint_after_ms):
+                u.complete = self.endpoint(self.history.slice(u.audio_start, end)) >= cfg.endpoint_threshold
             if not u.speculated and silent >= samples(cfg.speculate_after_ms):
                 u.speculated = True
                 actions.append(Speculate(end, utterance=u.number, audio=self.history.slice(u.audio_start, cut)))
@@ -403,14 +408,9 @@ class TurnDetector:
             actions += self._end(u, speech_end, end, "max_length")
         return actions
 
-    def _ask_endpoint(self, u: _Utterance, end: int) -> bool | None:
-        if self.endpoint is None:
-            return None
-        return self.endpoint(self.history.slice(u.audio_start, end)) >= self.config.endpoint_threshold
-
     def _eot_ms(self, u: _Utterance) -> int:
         cfg = self.config
-        if u.complete is None:
+        if self.endpoint is None:
             return cfg.eot_silence_ms
         return cfg.eot_complete_ms if u.complete else cfg.eot_incomplete_ms
 
