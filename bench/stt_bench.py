@@ -138,8 +138,8 @@ def make_pause_corpus(folder: Path, pause_s: float = 0.5) -> None:
 
     A person hesitating inside a sentence: the turn must not end there, and no word may be lost.
     """
-    from piper import PiperVoice, SynthesisConfig
     import soxr
+    from piper import PiperVoice, SynthesisConfig
 
     from voicefleet.models import piper_voice
 

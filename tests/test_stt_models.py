@@ -13,7 +13,6 @@ import pytest
 from speech import noise, say, silence
 
 from bench.stt_bench import longest_pause
-
 from vad_stt_worker import cli
 from vad_stt_worker.cli import transcribe_audio
 from vad_stt_worker.hallucinations import normalize_text

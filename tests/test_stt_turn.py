@@ -10,12 +10,12 @@ from vad_stt_worker.stt import Segment, Transcript
 from vad_stt_worker.turn import (
     Action,
     Asleep,
+    Endpoint,
     Final,
     Partial,
     Speculate,
     SpeechEnd,
     SpeechStart,
-    Endpoint,
     TurnConfig,
     TurnDetector,
     WakeDetected,
@@ -119,6 +119,7 @@ def test_speech_right_after_an_early_end_carries_the_utterance_on() -> None:
         second.audio[: first.audio.size], first.audio
     )
     assert second.voiced_ms >= 1500
+    assert len(asked) == 2 and asked[1] > asked[0] + chunks(1200) * CHUNK  # the model then hears it all
     # After a longer silence, speech is a new utterance.
     later = feed(det, [0.05] * chunks(1000) + [0.9] * chunks(400))
     assert of(later, SpeechStart)[0].continues == 0

@@ -11,7 +11,6 @@ from speech import say, silence
 from stt_client import FakeGatewaySession
 
 from bench.stt_bench import longest_pause
-
 from vad_stt_worker.hallucinations import normalize_text
 from vad_stt_worker.models import Models
 from vad_stt_worker.settings import SttSettings
