@@ -155,13 +155,7 @@ def make_pause_corpus(folder: Path, pause_s: float = 0.5) -> None:
         cut = longest_pause(speech)
         pause, edge = np.zeros(int(RATE * pause_s), np.int16), np.zeros(int(RATE * 0.6), np.int16)
         audio = np.concatenate([edge, speech[:cut], pause, speech[cut:], edge, edge])
-        path = folder / f"pause{i:02d}.wav"
-        with wave.open(str(path), "wb") as out:
-            out.setnchannels(1)
-            out.setsampwidth(2)
-            out.setframerate(RATE)
-            out.writeframes(audio.tobytes())
-        path.with_suffix(".txt").write_text(text + "\n")
+        write_item(folder / f"pause{i:02d}.wav", audio, RATE, text)
         count += 1
     print(f"wrote {count} WAV files with a {pause_s * 1000:.0f} ms pause inside each sentence to {folder}")
 
@@ -187,14 +181,18 @@ def make_corpus(folder: Path) -> None:
             import soxr
 
             audio, rate = soxr.resample(audio, native, RATE).astype(np.int16), RATE
-        path = folder / f"cmd{i:02d}.wav"
-        with wave.open(str(path), "wb") as out:
-            out.setnchannels(1)
-            out.setsampwidth(2)
-            out.setframerate(rate)
-            out.writeframes(audio.tobytes())
-        path.with_suffix(".txt").write_text(text + "\n")
+        write_item(folder / f"cmd{i:02d}.wav", audio, rate, text)
     print(f"wrote {len(COMMANDS)} WAV files with transcripts to {folder}")
+
+
+def write_item(path: Path, audio: np.ndarray, rate: int, text: str) -> None:
+    """One corpus item: the WAV and its reference transcript beside it."""
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(audio.tobytes())
+    path.with_suffix(".txt").write_text(text + "\n")
 
 
 def load_corpus(folder: Path) -> list[tuple[str, np.ndarray, str]]:
