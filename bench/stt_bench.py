@@ -267,22 +267,23 @@ async def streaming_pass(items: list[tuple[str, np.ndarray, str]], models: Model
                 edits += len(wer_words(ref))
                 ref_words += len(wer_words(ref))
                 continue
-            final, speech_end, seen = row
+            final, text, count, speech_end, seen = row
             latency = final.ts["transcript"] - speech_end
             latencies.append(latency)
             eot_lag.append(final.ts["eot"] - speech_end)
             seen_lag.append(seen - speech_end)
-            errors = edit_distance(wer_words(final.text), wer_words(ref))
+            errors = edit_distance(wer_words(text), wer_words(ref))
             edits, ref_words = edits + errors, ref_words + len(wer_words(ref))
             rows.append(
                 {
                     "file": name,
-                    "hyp": final.text,
+                    "hyp": text,
+                    "finals": count,
                     "latency_ms": round(latency * 1000),
                     "eot_ms": round((final.ts["eot"] - speech_end) * 1000),
                 }
             )
-            print(f"  {name}: {latency * 1000:6.0f} ms  {final.text}", file=sys.stderr)
+            print(f"  {name}: {latency * 1000:6.0f} ms  {text}", file=sys.stderr)
     finally:
         service.stop()
         await asyncio.wait_for(runner, 15)
@@ -303,11 +304,19 @@ async def streaming_pass(items: list[tuple[str, np.ndarray, str]], models: Model
         "client_seen_ms_p50": pct(seen_lag, 50),
         "client_seen_ms_p90": pct(seen_lag, 90),
         "missed": sum(r.get("latency_ms") is None for r in rows),
+        "split": sum(r.get("finals", 1) > 1 for r in rows),
         "rows": rows,
     }
 
 
-async def _stream_one(bus: Bus, audio: np.ndarray) -> tuple[TranscriptFinal, float, float] | None:
+async def _stream_one(bus: Bus, audio: np.ndarray) -> tuple[TranscriptFinal, str, int, float, float] | None:
+    """Stream one file as a live session: its last final, what the assistant is left to answer, timings.
+
+    A sentence may come out as several finals (split at a pause); a final whose
+    turn was cancelled (the speaker went on: barge-in) is not answered, so the
+    text is the finals whose turns stand. Latency is that of the last final,
+    the one after the acoustic end of speech.
+    """
     sid = new_id()
     keys = bus.keys
     await bus.redis.hset(
@@ -327,18 +336,22 @@ async def _stream_one(bus: Bus, audio: np.ndarray) -> tuple[TranscriptFinal, flo
         if ahead > 0:
             await asyncio.sleep(ahead)
     speech_end = started_wall + end_s
-    final: TranscriptFinal | None = None
+    finals: list[TranscriptFinal] = []
     last: bytes | str = "0"
     deadline = time.monotonic() + 10
-    while final is None and time.monotonic() < deadline:
+    seen = time.time()
+    # Done when a final covers the end of the speech (its end within 300 ms of the acoustic one).
+    while time.monotonic() < deadline and not (finals and finals[-1].ts["speech_end"] >= speech_end - 0.3):
         for entry in await bus.read(keys.out(sid), last, block_ms=200):
             last = entry.id
             if isinstance(entry.message, TranscriptFinal):
-                final = entry.message
-    seen = time.time()
+                finals.append(entry.message)
+                seen = time.time()
+    # A barge-in on an earlier turn happened at the next SpeechStarted, before the later final.
+    standing = [f.text for f in finals if not await bus.is_cancelled(sid, f.turn_id)]
     await bus.redis.zrem(keys.sessions, sid)
     await bus.add(keys.audio(sid), SessionEnded(session_id=sid, reason="bench"))
-    return None if final is None else (final, speech_end, seen)
+    return (finals[-1], " ".join(standing), len(finals), speech_end, seen) if finals else None
 
 
 # ----------------------------------------------------------------------------- main
@@ -405,6 +418,7 @@ def print_table(report: dict) -> None:
         ("files", f"{off['files']}"),
         ("word error rate (offline)", f"{off['wer'] * 100:.1f} %"),
         ("word error rate (streaming)", f"{st['wer'] * 100:.1f} %" if st else "-"),
+        ("sentences cut into several finals (streaming)", f"{st.get('split')}" if st else "-"),
         ("STT latency after end of speech p50", f"{st.get('latency_ms_p50')} ms" if st else "-"),
         ("STT latency after end of speech p90", f"{st.get('latency_ms_p90')} ms" if st else "-"),
         (
