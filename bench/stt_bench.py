@@ -2,6 +2,8 @@
 
     python bench/stt_bench.py --make-corpus bench/results/corpus   # ~20 commands spoken by Piper
     python bench/stt_bench.py --corpus bench/results/corpus         # measure (needs Redis for latency)
+    python bench/stt_bench.py --make-pause-corpus bench/results/pauses  # the same, 500 ms pause mid-sentence
+    python bench/stt_bench.py --corpus bench/results/pauses --output stt_pauses.json
 
 A corpus is a folder of WAV files, each with its reference transcript in a
 .txt file beside it. Two passes:
@@ -114,6 +116,49 @@ def speech_end_s(audio: np.ndarray, window: int = 160) -> float:
 # ----------------------------------------------------------------------------- corpus
 
 
+def longest_pause(audio: np.ndarray, window: int = 160) -> int:
+    """The middle of the longest quiet stretch inside the speech: a word boundary of the sentence."""
+    frames = audio[: audio.size - audio.size % window].astype(np.float32).reshape(-1, window)
+    quiet = np.sqrt(np.mean(frames**2, axis=1)) < 0.01 * 32768
+    loud = np.nonzero(~quiet)[0]
+    best, best_len, run_start = 0, 0, None
+    for i in range(loud[0], loud[-1] + 1):
+        if quiet[i] and run_start is None:
+            run_start = i
+        elif not quiet[i] and run_start is not None:
+            if i - run_start > best_len:
+                best, best_len = (run_start + i) // 2, i - run_start
+            run_start = None
+    return best * window
+
+
+def make_pause_corpus(folder: Path, pause_s: float = 0.5) -> None:
+    """COMMANDS spoken in one go, each with ``pause_s`` of silence spliced in at its longest inner pause.
+
+    A person hesitating inside a sentence: the turn must not end there, and no word may be lost.
+    """
+    import soxr
+    from piper import PiperVoice, SynthesisConfig
+
+    from voicefleet.models import piper_voice
+
+    folder.mkdir(parents=True, exist_ok=True)
+    voice = PiperVoice.load(str(piper_voice()))
+    config = SynthesisConfig(noise_scale=0.5, noise_w_scale=0.6)
+    count = 0
+    for i, text in enumerate(COMMANDS):
+        speech = np.concatenate([c.audio_int16_array for c in voice.synthesize(text, syn_config=config)])
+        speech = soxr.resample(speech, voice.config.sample_rate, BUS_RATE).astype(np.int16)
+        if len(text.split()) < 4:
+            continue  # "Stop.": no inside to pause in
+        cut = longest_pause(speech)
+        pause, edge = np.zeros(int(BUS_RATE * pause_s), np.int16), np.zeros(int(BUS_RATE * 0.6), np.int16)
+        audio = np.concatenate([edge, speech[:cut], pause, speech[cut:], edge, edge])
+        write_item(folder / f"pause{i:02d}.wav", audio, BUS_RATE, text)
+        count += 1
+    print(f"wrote {count} WAV files with a {pause_s * 1000:.0f} ms pause inside each sentence to {folder}")
+
+
 def make_corpus(folder: Path) -> None:
     """Speak COMMANDS with the packaged Piper voice, at varied speeds and sample rates."""
     from piper import PiperVoice, SynthesisConfig
@@ -135,14 +180,18 @@ def make_corpus(folder: Path) -> None:
             import soxr
 
             audio, rate = soxr.resample(audio, native, BUS_RATE).astype(np.int16), BUS_RATE
-        path = folder / f"cmd{i:02d}.wav"
-        with wave.open(str(path), "wb") as out:
-            out.setnchannels(1)
-            out.setsampwidth(2)
-            out.setframerate(rate)
-            out.writeframes(audio.tobytes())
-        path.with_suffix(".txt").write_text(text + "\n")
+        write_item(folder / f"cmd{i:02d}.wav", audio, rate, text)
     print(f"wrote {len(COMMANDS)} WAV files with transcripts to {folder}")
+
+
+def write_item(path: Path, audio: np.ndarray, rate: int, text: str) -> None:
+    """One corpus item: the WAV and its reference transcript beside it."""
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(audio.tobytes())
+    path.with_suffix(".txt").write_text(text + "\n")
 
 
 def load_corpus(folder: Path) -> list[tuple[str, np.ndarray, str]]:
@@ -164,6 +213,7 @@ def offline_pass(items: list[tuple[str, np.ndarray, str]], models: Models, setti
     language = normalize_language(settings.language)
     rows, edits, ref_words, stt_s, audio_s, utt_s = [], 0, 0, 0.0, 0.0, 0.0
     vad_ms, wake_ms = [], []
+    endpoint_calls, endpoint_s = 0, 0.0
     for name, audio, ref in items:
         result = transcribe_audio(audio, models, config, language)
         errors = edit_distance(wer_words(result.text), wer_words(ref))
@@ -172,6 +222,7 @@ def offline_pass(items: list[tuple[str, np.ndarray, str]], models: Models, setti
         audio_s += result.audio_s
         utt_s += sum(len(u["segments"]) and (u["end_s"] - u["start_s"]) for u in result.utterances)
         vad_ms.append(result.vad_ms_per_chunk)
+        endpoint_calls, endpoint_s = endpoint_calls + result.endpoint_calls, endpoint_s + result.endpoint_s
         rows.append(
             {"file": name, "ref": ref, "hyp": result.text, "errors": errors, "stt_ms": round(result.stt_s * 1000)}
         )
@@ -191,6 +242,8 @@ def offline_pass(items: list[tuple[str, np.ndarray, str]], models: Models, setti
         "stt_ms_mean": 1000 * stt_s / len(items),
         "vad_ms_per_chunk": float(np.mean(vad_ms)),
         "wake_ms_per_frame": float(np.mean(wake_ms)),
+        "endpoint_ms_per_call": 1000 * endpoint_s / endpoint_calls if endpoint_calls else None,
+        "endpoint_calls_per_file": endpoint_calls / len(items),
         "rows": rows,
     }
 
@@ -213,22 +266,23 @@ async def streaming_pass(items: list[tuple[str, np.ndarray, str]], models: Model
                 edits += len(wer_words(ref))
                 ref_words += len(wer_words(ref))
                 continue
-            final, speech_end, seen = row
+            final, text, count, speech_end, seen = row
             latency = final.ts["transcript"] - speech_end
             latencies.append(latency)
             eot_lag.append(final.ts["eot"] - speech_end)
             seen_lag.append(seen - speech_end)
-            errors = edit_distance(wer_words(final.text), wer_words(ref))
+            errors = edit_distance(wer_words(text), wer_words(ref))
             edits, ref_words = edits + errors, ref_words + len(wer_words(ref))
             rows.append(
                 {
                     "file": name,
-                    "hyp": final.text,
+                    "hyp": text,
+                    "finals": count,
                     "latency_ms": round(latency * 1000),
                     "eot_ms": round((final.ts["eot"] - speech_end) * 1000),
                 }
             )
-            print(f"  {name}: {latency * 1000:6.0f} ms  {final.text}", file=sys.stderr)
+            print(f"  {name}: {latency * 1000:6.0f} ms  {text}", file=sys.stderr)
     finally:
         service.stop()
         await asyncio.wait_for(runner, 15)
@@ -245,14 +299,23 @@ async def streaming_pass(items: list[tuple[str, np.ndarray, str]], models: Model
         "latency_ms_p50": pct(latencies, 50),
         "latency_ms_p90": pct(latencies, 90),
         "eot_ms_p50": pct(eot_lag, 50),
+        "eot_ms_p90": pct(eot_lag, 90),
         "client_seen_ms_p50": pct(seen_lag, 50),
         "client_seen_ms_p90": pct(seen_lag, 90),
         "missed": sum(r.get("latency_ms") is None for r in rows),
+        "split": sum(r.get("finals", 1) > 1 for r in rows),
         "rows": rows,
     }
 
 
-async def _stream_one(bus: Bus, audio: np.ndarray) -> tuple[TranscriptFinal, float, float] | None:
+async def _stream_one(bus: Bus, audio: np.ndarray) -> tuple[TranscriptFinal, str, int, float, float] | None:
+    """Stream one file as a live session: its last final, what the assistant is left to answer, timings.
+
+    A sentence may come out as several finals (split at a pause); a final whose
+    turn was cancelled (the speaker went on: barge-in) is not answered, so the
+    text is the finals whose turns stand. Latency is that of the last final,
+    the one after the acoustic end of speech.
+    """
     sid = new_id()
     keys = bus.keys
     await bus.redis.hset(
@@ -273,18 +336,22 @@ async def _stream_one(bus: Bus, audio: np.ndarray) -> tuple[TranscriptFinal, flo
         if ahead > 0:
             await asyncio.sleep(ahead)
     speech_end = started_wall + end_s
-    final: TranscriptFinal | None = None
+    finals: list[TranscriptFinal] = []
     last: bytes | str = "0"
     deadline = time.monotonic() + 10
-    while final is None and time.monotonic() < deadline:
+    seen = time.time()
+    # Done when a final covers the end of the speech (its end within 300 ms of the acoustic one).
+    while time.monotonic() < deadline and not (finals and finals[-1].ts["speech_end"] >= speech_end - 0.3):
         for entry in await bus.read(keys.out(sid), last, block_ms=200):
             last = entry.id
             if isinstance(entry.message, TranscriptFinal):
-                final = entry.message
-    seen = time.time()
+                finals.append(entry.message)
+                seen = time.time()
+    # A barge-in on an earlier turn happened at the next SpeechStarted, before the later final.
+    standing = [f.text for f in finals if not await bus.is_cancelled(sid, f.turn_id)]
     await bus.redis.zrem(keys.sessions, sid)
     await bus.add(keys.audio(sid), SessionEnded(session_id=sid, reason="bench"))
-    return None if final is None else (final, speech_end, seen)
+    return (finals[-1], " ".join(standing), len(finals), speech_end, seen) if finals else None
 
 
 # ----------------------------------------------------------------------------- main
@@ -293,12 +360,19 @@ async def _stream_one(bus: Bus, audio: np.ndarray) -> tuple[TranscriptFinal, flo
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--make-corpus", type=Path, metavar="DIR", help="write the Piper command corpus to DIR")
+    parser.add_argument(
+        "--make-pause-corpus", type=Path, metavar="DIR", help="write COMMANDS with a 500 ms pause inside each to DIR"
+    )
     parser.add_argument("--corpus", type=Path, default=RESULTS / "corpus", help="folder of WAV + .txt pairs")
     parser.add_argument("--no-stream", action="store_true", help="skip the real-time streaming pass")
+    parser.add_argument("--output", default="stt.json", help="file name under bench/results/")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     if args.make_corpus:
         make_corpus(args.make_corpus)
+        return 0
+    if args.make_pause_corpus:
+        make_pause_corpus(args.make_pause_corpus)
         return 0
     if not args.corpus.exists():
         make_corpus(args.corpus)
@@ -317,10 +391,14 @@ def main() -> int:
         },
         "settings": {
             "model": settings.model or "whisper-base (packaged)",
+            "model_en": settings.model_en or "(same)",
             "device": settings.device,
             "compute_type": settings.compute_type or "auto",
             "language": settings.language,
+            "eot_mode": settings.eot_mode,
             "eot_silence_ms": settings.eot_silence_ms,
+            "eot_complete_ms": settings.eot_complete_ms,
+            "eot_incomplete_ms": settings.eot_incomplete_ms,
             "speculate_after_ms": settings.speculate_after_ms,
         },
         "model_load_s": round(load_s, 2),
@@ -328,9 +406,9 @@ def main() -> int:
         "streaming": streaming,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "stt.json").write_text(json.dumps(report, indent=2))
+    (RESULTS / args.output).write_text(json.dumps(report, indent=2))
     print_table(report)
-    print(f"\nwritten to {RESULTS / 'stt.json'}")
+    print(f"\nwritten to {RESULTS / args.output}")
     return 0
 
 
@@ -340,9 +418,13 @@ def print_table(report: dict) -> None:
         ("files", f"{off['files']}"),
         ("word error rate (offline)", f"{off['wer'] * 100:.1f} %"),
         ("word error rate (streaming)", f"{st['wer'] * 100:.1f} %" if st else "-"),
+        ("sentences cut into several finals (streaming)", f"{st.get('split')}" if st else "-"),
         ("STT latency after end of speech p50", f"{st.get('latency_ms_p50')} ms" if st else "-"),
         ("STT latency after end of speech p90", f"{st.get('latency_ms_p90')} ms" if st else "-"),
-        ("end-of-turn decision after end of speech p50", f"{st.get('eot_ms_p50')} ms" if st else "-"),
+        (
+            "end-of-turn decision after end of speech p50/p90",
+            f"{st.get('eot_ms_p50')} / {st.get('eot_ms_p90')} ms" if st else "-",
+        ),
         (
             "final seen by client after end of speech p50/p90",
             f"{st.get('client_seen_ms_p50')} / {st.get('client_seen_ms_p90')} ms" if st else "-",
@@ -351,6 +433,11 @@ def print_table(report: dict) -> None:
         ("Whisper time per utterance (mean)", f"{off['stt_ms_mean']:.0f} ms"),
         ("VAD per 32 ms chunk", f"{off['vad_ms_per_chunk']:.2f} ms"),
         ("wake word per 80 ms frame", f"{off['wake_ms_per_frame']:.2f} ms"),
+        (
+            "end-of-turn model per call (calls per file)",
+            f"{off['endpoint_ms_per_call']:.0f} ms ({off['endpoint_calls_per_file']:.1f})"
+            if off.get("endpoint_ms_per_call") else "- (eot_mode=silence)",
+        ),
         ("model load + warm-up", f"{report['model_load_s']:.1f} s"),
     ]
     width = max(len(k) for k, _ in lines)

@@ -36,7 +36,8 @@ async def test_session_survives_its_worker_being_killed(bus: Bus, fleet_env: dic
             await asyncio.to_thread(wait_for_log, proc, "Ready: stt", 120)
         session = FakeGatewaySession(bus, user="bob")
         await session.open()
-        await session.stream(np.concatenate([silence(0.4), say("Switch off the hallway light."), silence(0.8)]))
+        # 1.2 s of silence: smart-turn calls this command unfinished, so the turn ends after 900 ms, not 200.
+        await session.stream(np.concatenate([silence(0.4), say("Switch off the hallway light."), silence(1.2)]))
         first = await session.wait_for(lambda m: isinstance(m, TranscriptFinal), within=30)
         assert "hallway" in first.text.lower()
 
@@ -49,7 +50,7 @@ async def test_session_survives_its_worker_being_killed(bus: Bus, fleet_env: dic
         survivor = await owner_pid(bus, session.sid)
         assert survivor != victim
         # ...but the session goes on with the other worker.
-        await session.stream(np.concatenate([silence(0.3), say("Open the front door, please."), silence(0.8)]))
+        await session.stream(np.concatenate([silence(0.3), say("Open the front door, please."), silence(1.2)]))
         second = await session.wait_for(lambda m: isinstance(m, TranscriptFinal) and m is not first, within=30)
         assert "front door" in second.text.lower()
         assert second.turn_id != first.turn_id

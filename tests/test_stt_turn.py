@@ -10,6 +10,7 @@ from vad_stt_worker.stt import Segment, Transcript
 from vad_stt_worker.turn import (
     Action,
     Asleep,
+    Endpoint,
     Final,
     Partial,
     Speculate,
@@ -65,6 +66,63 @@ def test_resumed_speech_discards_the_speculation() -> None:
     actions = feed(det, [0.9] * 20 + [0.05] * chunks(250) + [0.9] * 20 + [0.05] * chunks(600))
     assert kinds(actions) == ["SpeechStart", "Speculate", "Discard", "Speculate", "SpeechEnd", "Final"]
     assert of(actions, Final)[0].speculated
+
+
+def verdicts(*answers: float) -> tuple[list[int], Endpoint]:
+    """A stand-in end-of-turn model answering ``answers`` in turn; records the audio length it was asked about."""
+    asked: list[int] = []
+
+    def endpoint(audio: np.ndarray) -> float:
+        asked.append(audio.size)
+        return answers[len(asked) - 1]
+
+    return asked, endpoint
+
+
+def test_model_says_complete_ends_the_turn_after_200_ms() -> None:
+    cfg = TurnConfig(partial_interval_ms=0)
+    asked, endpoint = verdicts(0.9)
+    actions = feed(TurnDetector(cfg, endpoint=endpoint), [0.0] * 5 + [0.9] * chunks(1000) + [0.05] * chunks(1000))
+    assert kinds(actions) == ["SpeechStart", "Speculate", "SpeechEnd", "Final"]
+    stop, final = of(actions, SpeechEnd)[0], of(actions, Final)[0]
+    waited = final.position - stop.position  # audio position of the decision minus the end of speech
+    assert CHUNK * chunks(200) <= waited <= CHUNK * (chunks(200) + 1) < CHUNK * chunks(cfg.eot_silence_ms)
+    assert len(asked) == 1 and asked[0] >= chunks(1000) * CHUNK  # asked once, at the pause, on the utterance
+    assert final.speculated
+
+
+def test_model_says_incomplete_a_500_ms_pause_stays_one_turn() -> None:
+    asked, endpoint = verdicts(0.1, 0.95)
+    det = TurnDetector(TurnConfig(partial_interval_ms=0), endpoint=endpoint)
+    probs = [0.9] * chunks(800) + [0.05] * chunks(500) + [0.9] * chunks(800) + [0.05] * chunks(1000)
+    actions = feed(det, probs)
+    assert kinds(actions) == ["SpeechStart", "Speculate", "Discard", "Speculate", "SpeechEnd", "Final"]
+    assert of(actions, SpeechEnd)[0].position == chunks(2100) * CHUNK
+    assert len(asked) == 2
+    # Silence only (no model): the same pause ends the turn.
+    fixed = feed(TurnDetector(TurnConfig(partial_interval_ms=0)), probs)
+    assert len(of(fixed, SpeechEnd)) == 2
+
+
+def test_speech_right_after_an_early_end_carries_the_utterance_on() -> None:
+    asked, endpoint = verdicts(0.9, 0.9, 0.9)
+    det = TurnDetector(TurnConfig(partial_interval_ms=0, pre_roll_ms=0), endpoint=endpoint)
+    # The model wrongly calls the first half complete; the speaker goes on after 500 ms.
+    actions = feed(det, [0.9] * chunks(800) + [0.05] * chunks(500) + [0.9] * chunks(800) + [0.05] * chunks(400))
+    assert kinds(actions) == [
+        "SpeechStart", "Speculate", "SpeechEnd", "Final", "SpeechStart", "Speculate", "SpeechEnd", "Final",
+    ]
+    first, second = of(actions, Final)
+    assert of(actions, SpeechStart)[1].continues == first.utterance
+    # The second final holds the whole sentence: both halves and the pause.
+    assert second.audio.size >= chunks(2100) * CHUNK and np.array_equal(
+        second.audio[: first.audio.size], first.audio
+    )
+    assert second.voiced_ms >= 1500
+    assert len(asked) == 2 and asked[1] > asked[0] + chunks(1200) * CHUNK  # the model then hears it all
+    # After a longer silence, speech is a new utterance.
+    later = feed(det, [0.05] * chunks(1000) + [0.9] * chunks(400))
+    assert of(later, SpeechStart)[0].continues == 0
 
 
 def test_short_blips_and_hysteresis() -> None:

@@ -10,6 +10,7 @@ import pytest
 from speech import say, silence
 from stt_client import FakeGatewaySession
 
+from bench.stt_bench import longest_pause
 from vad_stt_worker.hallucinations import normalize_text
 from vad_stt_worker.models import Models
 from vad_stt_worker.settings import SttSettings
@@ -155,3 +156,23 @@ async def test_own_voice_does_not_barge_in_but_the_user_does(bus: Bus, service: 
     # The barge-in starts where the user did (echo audio sent before it: 0.5 s + reply + 1.2 s).
     user_ms = (0.5 + 0.2 + 1.0) * 1000 + echo.size / 16 + 1000
     assert abs(started.audio_ms - user_ms) < 400, (started.audio_ms, user_ms)
+
+
+async def test_a_sentence_with_a_pause_makes_one_turn_with_every_word(bus: Bus, service: SttService) -> None:
+    """smart-turn calls "And so my fellow Americans," complete; the speaker goes on 500 ms later."""
+    session = FakeGatewaySession(bus)
+    await session.open()
+    first, second = "And so my fellow Americans,", "ask not what your country can do for you."
+    speech = say(f"{first} {second}")
+    cut = longest_pause(speech)
+    await session.stream(
+        np.concatenate([silence(0.5), speech[:cut], silence(0.5), speech[cut:], silence(1.0)]), realtime=True
+    )
+    final = await session.wait_for(lambda m: is_final(m) and "country" in m.text.lower(), within=20)
+    assert word_errors(final.text, f"{first} {second}") <= 1, final.text
+    await session.drain(1.0)
+    # A final of the first half alone may have gone out before the speaker went on: its turn is cancelled.
+    turns = [e.message for e in await bus.read(bus.keys.turns, "0", block_ms=1000)]
+    assert isinstance(turns[-1], TurnRequest) and turns[-1].turn_id == final.turn_id
+    for turn in turns[:-1]:
+        assert await bus.is_cancelled(session.sid, turn.turn_id), turn.text

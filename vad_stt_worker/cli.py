@@ -44,6 +44,8 @@ class FileResult:
     stt_s: float = 0.0
     vad_ms_per_chunk: float = 0.0
     wake_ms_per_frame: float = 0.0
+    endpoint_calls: int = 0
+    endpoint_s: float = 0.0
 
     @property
     def text(self) -> str:
@@ -60,7 +62,7 @@ def transcribe_audio(
 ) -> FileResult:
     """Run int16 16 kHz audio through the listener and recognizer; print lines to ``out`` as found."""
     recognizer = Recognizer(models.engine, models.filter)
-    listener = Listener(config, models.wake, wake_word)
+    listener = Listener(config, models.wake, wake_word, models.endpoint)
     result = FileResult(audio_s=audio.size / BUS_RATE)
     started = time.perf_counter()
     starts: dict[int, int] = {}
@@ -71,6 +73,7 @@ def transcribe_audio(
     stats = listener.stats
     result.vad_ms_per_chunk = 1000 * stats.vad_s / max(1, stats.vad_chunks)
     result.wake_ms_per_frame = 1000 * stats.wake_s / max(1, stats.wake_frames)
+    result.endpoint_calls, result.endpoint_s = stats.endpoint_calls, stats.endpoint_s
     return result
 
 
@@ -89,7 +92,9 @@ def _handle(
             if out:
                 print(f"wake {seconds:.2f} {action.score:.3f}", file=out, flush=True)
         elif isinstance(action, SpeechStart):
-            starts[action.utterance] = action.position
+            starts[action.utterance] = starts.get(action.continues, action.position)
+            if action.continues:  # the speaker went on: this utterance's text replaces the ended one's
+                result.utterances = [u for u in result.utterances if u["utterance"] != action.continues]
         elif isinstance(action, SpeechEnd):
             log.debug("speech %d ended (%s) at %.0f ms", action.utterance, action.reason, ms(action.position))
         elif isinstance(action, Final):
@@ -98,6 +103,7 @@ def _handle(
             result.stt_s += rec.transcript.elapsed_s
             result.utterances.append(
                 {
+                    "utterance": action.utterance,
                     "start_s": round(starts.get(action.utterance, 0) / BUS_RATE, 3),
                     "end_s": round(action.speech_end / BUS_RATE, 3),
                     "text": rec.text,

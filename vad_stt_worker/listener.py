@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .endpoint import EndOfTurnModel
 from .turn import Action, TurnConfig, TurnDetector
 from .vad import CHUNK_SAMPLES, VoiceActivity
 from .wake import FRAME_SAMPLES, WakeDetector, WakeModels
@@ -26,14 +27,24 @@ class ListenerStats:
     vad_s: float = 0.0
     wake_frames: int = 0
     wake_s: float = 0.0
+    endpoint_calls: int = 0
+    endpoint_s: float = 0.0
 
 
 class Listener:
     """VAD + wake word + turn state for one audio stream."""
 
-    def __init__(self, config: TurnConfig, wake_models: WakeModels, wake_word: str | None = None) -> None:
+    def __init__(
+        self,
+        config: TurnConfig,
+        wake_models: WakeModels,
+        wake_word: str | None = None,
+        endpoint: EndOfTurnModel | None = None,
+    ) -> None:
         self._wake_models = wake_models
-        self.detector = TurnDetector(config, None)
+        self._endpoint = endpoint
+        # The model runs inside feed(), on the caller's thread (the worker's analysis pool).
+        self.detector = TurnDetector(config, None, self._complete_probability if endpoint else None)
         self.vad = VoiceActivity()
         self._wake: WakeDetector | None = None
         self._pending = np.zeros(0, dtype=np.int16)
@@ -80,6 +91,14 @@ class Listener:
                 actions += self._score_wake(chunk)
         self._pending = self._pending[usable:]
         return actions
+
+    def _complete_probability(self, audio: np.ndarray) -> float:
+        assert self._endpoint is not None
+        started = time.perf_counter()
+        probability = self._endpoint.complete_probability(audio)
+        self.stats.endpoint_s += time.perf_counter() - started
+        self.stats.endpoint_calls += 1
+        return probability
 
     def finish(self) -> list[Action]:
         """End of input: analyse the last partial chunk (padded) and close any open utterance."""

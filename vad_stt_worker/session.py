@@ -39,6 +39,7 @@ from voicefleet.messages import (
 from voicefleet.sessions import SessionRecord, Sessions
 
 from .audio import from_bytes
+from .endpoint import EndOfTurnModel
 from .listener import Listener
 from .recognizer import Job, Recognition, Transcriber
 from .settings import SttSettings
@@ -76,6 +77,7 @@ class WorkerContext:
     transcriber: Transcriber
     analysis: Executor
     instance: str
+    endpoint: EndOfTurnModel | None = None
 
 
 @dataclass
@@ -101,11 +103,12 @@ class SessionRunner:
         self.ended = False
         self._fed = 0  # samples handed to the listener
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.listener = Listener(ctx.config, ctx.wake_models, None)
+        self.listener = Listener(ctx.config, ctx.wake_models, None, ctx.endpoint)
         self._apply_wake_word(record.wake_word, report=False)
         self._speculation: tuple[int, Job] | None = None
         self._last_final: asyncio.Task[Any] | None = None
         self._open_utterance = 0  # utterance now being spoken (0: none)
+        self._carried_on: set[int] = set()  # ended early, then continued by a later utterance: no turn of its own
         self._turn_sent_at: float | None = None  # monotonic time of our last TurnRequest
         self._reply_audible = False  # playback started since that turn
 
@@ -199,6 +202,8 @@ class SessionRunner:
             await bus.emit(Wake(session_id=sid, word=action.word, score=round(action.score, 3)))
         elif isinstance(action, SpeechStart):
             self._open_utterance = action.utterance
+            if action.continues:
+                self._carried_on.add(action.continues)
             await bus.emit(
                 SpeechStarted(session_id=sid, seq=action.utterance, audio_ms=self._audio_ms(action.position))
             )
@@ -284,6 +289,11 @@ class SessionRunner:
         except Exception:
             log.exception("transcription failed", extra={"session": self.sid})
             await self.ctx.bus.emit_error(self.sid, "stt_failed", "Your words could not be transcribed.")
+            return
+        if action.utterance in self._carried_on:
+            self._carried_on.discard(action.utterance)
+            log.info("utterance %d went on: its transcript is part of the next one", action.utterance,
+                     extra={"session": self.sid})
             return
         latency_ms = round((rec.finished_at - ts["speech_end"]) * 1000)
         log.debug(

@@ -46,6 +46,11 @@ class SttSettings(ServiceSettings):
 
     # --- speech to text (faster-whisper) ---
     model: str = Field("", description="'' = packaged Whisper base; or a CTranslate2 Whisper folder; or a size name")
+    model_en: str = Field(
+        "tiny.en",
+        description="Model for English sessions: 'tiny.en' = packaged Whisper tiny.en (2x faster than base); "
+        "'' = VF_STT_MODEL for every language; or a CTranslate2 Whisper folder",
+    )
     device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="Where Whisper runs")
     compute_type: str = Field("", description="CTranslate2 compute type; '' = int8 on cpu, float16 on cuda")
     cpu_threads: int = Field(0, ge=0, description="Whisper CPU threads (0 = one per core)")
@@ -67,7 +72,17 @@ class SttSettings(ServiceSettings):
     # --- voice activity (Silero VAD) and end of turn ---
     vad_threshold: float = Field(0.5, gt=0, lt=1, description="Speech probability that starts speech")
     min_speech_ms: int = Field(200, ge=32, description="Speech this long before SpeechStarted")
-    eot_silence_ms: int = Field(450, ge=100, description="Silence that ends the user's turn")
+    eot_mode: Literal["model", "silence"] = Field(
+        "model", description="End of turn: 'model' = smart-turn v3 asked at each pause; 'silence' = a fixed silence"
+    )
+    endpoint_model: str = Field("", description="'' = packaged smart-turn v3 ONNX (pipecat-ai); or an ONNX file")
+    endpoint_threshold: float = Field(0.5, gt=0, lt=1, description="smart-turn probability that means 'complete'")
+    endpoint_after_ms: int = Field(96, ge=0, description="The model is asked after this much silence in a pause")
+    eot_complete_ms: int = Field(200, ge=64, description="Silence that ends a turn the model calls complete")
+    eot_incomplete_ms: int = Field(
+        900, ge=100, description="Silence that ends a turn the model calls incomplete (pauses inside a sentence)"
+    )
+    eot_silence_ms: int = Field(450, ge=100, description="Silence that ends the user's turn (eot_mode=silence)")
     speculate_after_ms: int = Field(
         160, ge=0, description="Silence after which the final transcript is started speculatively"
     )

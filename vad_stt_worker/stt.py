@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from voicefleet.audio import BUS_RATE
-from voicefleet.models import whisper_base_dir
+from voicefleet.models import whisper_base_dir, whisper_tiny_en_dir
 
 from .settings import SttSettings
 
@@ -116,6 +116,53 @@ class WhisperEngine(SttEngine):
         )
         result.elapsed_s = time.perf_counter() - started
         return result
+
+
+class LanguageRoutedEngine(SttEngine):
+    """An English-only model for English, a multilingual one for every other language and for detection.
+
+    Whisper tiny.en is about 2x faster than base on a short command; it only
+    knows English, so the multilingual model stays for the rest.
+    """
+
+    def __init__(self, english: SttEngine, multilingual: SttEngine) -> None:
+        self.english = english
+        self.multilingual = multilingual
+        self.name = f"{english.name} (en) / {multilingual.name}"
+        self.description = (
+            f"{getattr(english, 'description', english.name)} for English, "
+            f"{getattr(multilingual, 'description', multilingual.name)} otherwise"
+        )
+
+    def engine_for(self, language: str | None) -> SttEngine:
+        return self.english if language == "en" else self.multilingual
+
+    def transcribe(self, audio: np.ndarray, language: str | None) -> Transcript:
+        return self.engine_for(language).transcribe(audio, language)
+
+    def warm(self) -> None:
+        self.english.warm()
+        self.multilingual.warm()
+
+
+def build_engine(settings: SttSettings) -> SttEngine:
+    """Whisper per the settings: one model for every language, or an English one beside the multilingual one."""
+    multilingual = WhisperEngine.from_settings(settings)
+    english_model = resolve_english_model(settings.model_en)
+    if english_model is None:
+        return multilingual
+    english = WhisperEngine(english_model, settings.device, settings.compute_type, settings.cpu_threads,
+                            settings.encoder_window_s)
+    return LanguageRoutedEngine(english, multilingual)
+
+
+def resolve_english_model(model_en: str) -> str | None:
+    """'' -> None (the multilingual model serves English too); 'tiny.en' -> the packaged folder; else as is."""
+    if not model_en:
+        return None
+    if model_en == "tiny.en":
+        return str(whisper_tiny_en_dir())
+    return resolve_model(model_en)
 
 
 def shorten_encoder_window(min_frames: int) -> None:

@@ -13,11 +13,25 @@ Timeline of one utterance::
 The final transcript's audio is fixed at silence onset + ``speculate_after``,
 so the speculative transcription started then is exactly the final one if the
 user stays quiet; the end-of-turn decision then only has to wait for it.
+
+How long the silence must last (``eot``) is fixed (``eot_silence_ms``) without
+an end-of-turn model. With one (an injected callable: audio of the utterance
+so far -> probability that the user has finished, smart-turn v3 in the
+worker), it is asked once in each pause, after ``endpoint_after_ms`` (96) of
+silence (right at the onset it hears too little of the pause and calls many
+finished commands unfinished): "complete" ends the turn
+after ``eot_complete_ms`` (200), "incomplete" waits ``eot_incomplete_ms``
+(900), so a pause inside a sentence does not end it. Should the model call a
+sentence complete too early and the user go on within ``eot_incomplete_ms``,
+the new utterance *continues* the ended one (``SpeechStart.continues``): its
+audio starts where the ended one started, so the final transcript holds the
+whole sentence and the session drops the half one.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -39,6 +53,11 @@ class TurnConfig:
     vad_threshold: float = 0.5
     min_speech_ms: int = 200
     eot_silence_ms: int = 450
+    #: With an end-of-turn model: the silence that ends a turn it calls complete, and one it calls incomplete.
+    eot_complete_ms: int = 200
+    eot_incomplete_ms: int = 900
+    endpoint_threshold: float = 0.5
+    endpoint_after_ms: int = 96
     speculate_after_ms: int = 160
     pre_roll_ms: int = 300
     max_utterance_s: float = 25.0
@@ -67,7 +86,13 @@ class TurnConfig:
             vad_threshold=s.vad_threshold,
             min_speech_ms=s.min_speech_ms,
             eot_silence_ms=s.eot_silence_ms,
-            speculate_after_ms=min(s.speculate_after_ms, s.eot_silence_ms),
+            eot_complete_ms=s.eot_complete_ms,
+            eot_incomplete_ms=s.eot_incomplete_ms,
+            endpoint_threshold=s.endpoint_threshold,
+            endpoint_after_ms=min(s.endpoint_after_ms, s.eot_complete_ms),
+            speculate_after_ms=min(
+                s.speculate_after_ms, s.eot_complete_ms if s.eot_mode == "model" else s.eot_silence_ms
+            ),
             pre_roll_ms=s.pre_roll_ms,
             max_utterance_s=s.max_utterance_s,
             partial_interval_ms=s.partial_interval_ms,
@@ -112,6 +137,8 @@ class SpeechStart(Action):
     utterance: int = 0
     #: Started while the assistant was audible: judged by the echo guard, and a barge-in.
     over_playback: bool = False
+    #: The utterance this one carries on (ended early on the model's word, then the user went on); 0 = none.
+    continues: int = 0
 
 
 @dataclass
@@ -171,14 +198,32 @@ class _Utterance:
     silence_start: int | None = None
     speculated: bool = False
     last_partial: int = 0
+    #: The end-of-turn model's verdict on the current pause (None: no model, or speaking).
+    complete: bool | None = None
+
+
+@dataclass
+class _Ended:
+    """An utterance ended on the model's "complete": speech before ``until`` carries it on."""
+
+    number: int
+    audio_start: int
+    voiced: int
+    until: int
+
+
+#: Audio of the utterance so far (int16) -> probability that the speaker has finished their turn.
+Endpoint = Callable[[np.ndarray], float]
 
 
 class TurnDetector:
     """Wake gating, speech start/stop, speculation, and the echo guard for one session."""
 
-    def __init__(self, config: TurnConfig, wake_word: str | None = None) -> None:
+    def __init__(self, config: TurnConfig, wake_word: str | None = None, endpoint: Endpoint | None = None) -> None:
         self.config = config
         self.wake_word = wake_word
+        self.endpoint = endpoint
+        self._ended: _Ended | None = None
         self.position = 0
         self.history = AudioHistory()
         self.utterance: _Utterance | None = None
@@ -235,6 +280,8 @@ class TurnDetector:
         self.position = end
         self.history.append(chunk)
         actions: list[Action] = []
+        if self._ended is not None and start > self._ended.until and self._cand_start is None:
+            self._ended = None
         if self.utterance is None:
             strict = self.echo_possible
             if strict:
@@ -317,12 +364,14 @@ class TurnDetector:
         self._count += 1
         onset = self._cand_start
         audio_start = max(onset - samples(self.config.pre_roll_ms), self._wake_floor, 0)
-        self.utterance = _Utterance(
-            self._count, audio_start, onset, voiced=self._cand_voiced, last_partial=self.position
-        )
+        voiced, continues = self._cand_voiced, 0
+        ended, self._ended = self._ended, None
+        if ended is not None and onset <= ended.until:
+            audio_start, voiced, continues = ended.audio_start, voiced + ended.voiced, ended.number
+        self.utterance = _Utterance(self._count, audio_start, onset, voiced=voiced, last_partial=self.position)
         self._cand_start, self._cand_voiced, self._cand_gap = None, 0, 0
         self._over_echo.clear()
-        return SpeechStart(onset, utterance=self._count, over_playback=over_playback)
+        return SpeechStart(onset, utterance=self._count, over_playback=over_playback, continues=continues)
 
     def _continue(self, start: int, end: int, probability: float) -> list[Action]:
         cfg, u = self.config, self.utterance
@@ -337,7 +386,7 @@ class TurnDetector:
                 u.last_partial = end
                 actions.append(Partial(end, utterance=u.number, audio=self.history.slice(u.audio_start, end)))
         elif probability >= cfg.vad_threshold:
-            u.silence_start = None  # speech resumed
+            u.silence_start, u.complete = None, None  # speech resumed
             u.last_partial = max(u.last_partial, end - samples(cfg.partial_interval_ms) // 2)
             if u.speculated:
                 u.speculated = False
@@ -345,10 +394,12 @@ class TurnDetector:
         else:
             silent = end - u.silence_start
             cut = u.silence_start + samples(cfg.speculate_after_ms)
+            if u.complete is None and self.endpoint is not None and silent >= samples(cfg.endpoint_after_ms):
+                u.complete = self.endpoint(self.history.slice(u.audio_start, end)) >= cfg.endpoint_threshold
             if not u.speculated and silent >= samples(cfg.speculate_after_ms):
                 u.speculated = True
                 actions.append(Speculate(end, utterance=u.number, audio=self.history.slice(u.audio_start, cut)))
-            if silent >= samples(cfg.eot_silence_ms):
+            if silent >= samples(self._eot_ms(u)):
                 return actions + self._end(u, u.silence_start, cut, "silence")
         if end - u.speech_start >= samples(cfg.max_utterance_s * 1000):
             speech_end = u.silence_start if u.silence_start is not None else end
@@ -358,9 +409,18 @@ class TurnDetector:
             actions += self._end(u, speech_end, end, "max_length")
         return actions
 
+    def _eot_ms(self, u: _Utterance) -> int:
+        cfg = self.config
+        if self.endpoint is None:
+            return cfg.eot_silence_ms
+        return cfg.eot_complete_ms if u.complete else cfg.eot_incomplete_ms
+
     def _end(self, u: _Utterance, speech_end: int, cut: int, reason: Literal["silence", "max_length"]) -> list[Action]:
         self.utterance = None
         self._extend_window()
+        if reason == "silence" and u.complete:
+            # The model may have been wrong: speech soon after carries this utterance on.
+            self._ended = _Ended(u.number, u.audio_start, u.voiced, speech_end + samples(self.config.eot_incomplete_ms))
         stop_at = self.position if reason == "max_length" else speech_end
         return [
             SpeechEnd(stop_at, utterance=u.number, reason=reason),
@@ -383,4 +443,7 @@ class TurnDetector:
             self.history.keep_from(self.utterance.audio_start)
         else:
             keep_from = self.position if self._cand_start is None else self._cand_start
-            self.history.keep_from(keep_from - samples(self.config.pre_roll_ms) - CHUNK)
+            keep_from -= samples(self.config.pre_roll_ms) + CHUNK
+            if self._ended is not None:
+                keep_from = min(keep_from, self._ended.audio_start)
+            self.history.keep_from(keep_from)

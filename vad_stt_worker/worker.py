@@ -85,6 +85,7 @@ class SttService(Service):
             settings=self.stt,
             config=TurnConfig.from_settings(self.stt),
             wake_models=self.models.wake,
+            endpoint=self.models.endpoint,
             transcriber=transcriber,
             analysis=ThreadPoolExecutor(self.stt.analysis_threads, thread_name_prefix="analysis"),
             instance=self.instance,
