@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import difflib
 import json
+import logging
 import re
 import statistics
 import sys
@@ -188,14 +189,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 r["kind"] = item.get("kind", "")
                 r["echo"] = is_echo(r["question"], r["reply"])
                 r["stuck"] = previous is not None and is_stuck(
-                    r["question"], r["reply"], previous["question"], previous["reply"])
+                    r["question"], r["reply"], previous["question"], previous["reply"]
+                )
                 r["claim"] = r["tool_calls"] == 0 and bool(CLAIM.search(r["reply"]))
                 r["fallback"] = bool(FALLBACK.match(r["reply"]))
                 results.append(r)
                 previous = r
                 flags = " ".join(k for k in ("echo", "stuck", "claim", "fallback") if r[k])
-                print(f"  {len(results):2d} {r['first_chunk_ms'] or 0:6.0f} ms {r['words']:3d} w "
-                      f"{flags:12} {r['question'][:38]!r} -> {r['reply'][:70]!r}", flush=True)
+                print(
+                    f"  {len(results):2d} {r['first_chunk_ms'] or 0:6.0f} ms {r['words']:3d} w "
+                    f"{flags:12} {r['question'][:38]!r} -> {r['reply'][:70]!r}",
+                    flush=True,
+                )
     finally:
         service.stop()
         await asyncio.wait_for(runner, 30)
@@ -241,7 +246,10 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="only the first N turns (quick runs)")
     parser.add_argument("--label", default="", help="suffix of the JSON file, e.g. before / after")
     parser.add_argument("--timeout", type=float, default=90.0, help="seconds per turn")
+    parser.add_argument("--verbose", action="store_true", help="show the orchestrator's log")
     args = parser.parse_args()
+    if args.verbose:
+        logging.basicConfig(level=logging.INFO, format="%(name)s %(message)s")
     data = asyncio.run(run(args))
     name = f"chat_quality_{args.label}" if args.label else "chat_quality"
     print(f"\nwrote {write(name, data)}")

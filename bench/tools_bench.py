@@ -83,17 +83,24 @@ def main() -> None:
         {"measure": "embedding throughput", "value": per_s, "unit": "sentences/s"},
     ]
     print(table(rows, ["measure", "value", "unit"]))
-    path = write("tools", {
-        "files": args.files,
-        "threads": args.threads,
-        "model_load_s": load_s,
-        "index": {"seconds": report.seconds, "files_per_s": args.files / report.seconds,
-                  "passages": report.chunks_embedded, "unchanged_pass_s": again.seconds,
-                  "load_ms": load_index_s * 1000},
-        "query_ms": q,
-        "top3_accuracy": top3 / args.queries,
-        "embedding_sentences_per_s": per_s,
-    })
+    path = write(
+        "tools",
+        {
+            "files": args.files,
+            "threads": args.threads,
+            "model_load_s": load_s,
+            "index": {
+                "seconds": report.seconds,
+                "files_per_s": args.files / report.seconds,
+                "passages": report.chunks_embedded,
+                "unchanged_pass_s": again.seconds,
+                "load_ms": load_index_s * 1000,
+            },
+            "query_ms": q,
+            "top3_accuracy": top3 / args.queries,
+            "embedding_sentences_per_s": per_s,
+        },
+    )
     print(f"\nwrote {path}")
 
 

@@ -41,7 +41,19 @@ class LlmSettings(ServiceSettings):
     request_timeout_s: float = Field(30.0, gt=0, description="Whole-request timeout of a remote backend")
 
     # --- generation ---------------------------------------------------------
-    max_tokens: int = Field(160, ge=1, description="Longest reply in tokens")
+    max_tokens: int = Field(96, ge=1, description="Longest reply in tokens")
+    max_sentences: int = Field(
+        2, ge=0, description="Spoken replies end after this many sentences (0: no limit) unless asked for more"
+    )
+    long_max_tokens: int = Field(240, ge=1, description="Longest reply in tokens when the user asks for a long one")
+    long_max_sentences: int = Field(
+        6, ge=0, description="Sentence limit when the user asks for a long answer (a story, details)"
+    )
+    reply_checks: bool = Field(
+        True,
+        description="Check each chunk before it is spoken: no echo of the user, no copy of an earlier reply, "
+        "no claimed action; a bad start is retried once, then an honest fallback",
+    )
     temperature: float = Field(0.3, ge=0, description="Sampling temperature (small models need it low)")
     top_p: float = Field(0.9, gt=0, le=1, description="Nucleus sampling cut-off")
     repeat_penalty: float = Field(1.1, ge=1.0, description="llama.cpp only: small models loop without it")
