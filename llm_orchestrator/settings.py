@@ -38,6 +38,11 @@ class LlmSettings(ServiceSettings):
     openai_function_calling: bool = Field(
         False, description="Offer the tools to the OpenAI-compatible model as functions"
     )
+    tool_grammar: bool = Field(
+        False,
+        description="llama.cpp: offer the tools under a grammar (one valid call or plain text); "
+        "off by default: SmolLM2-135M called the right tool for 0 of 8 commands with it",
+    )
     request_timeout_s: float = Field(30.0, gt=0, description="Whole-request timeout of a remote backend")
 
     # --- generation ---------------------------------------------------------

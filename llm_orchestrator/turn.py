@@ -246,11 +246,17 @@ class Turn:
         speech = GatedSpeech(reply, self._chunker(), ReplyGate(check, sentences))
         try:
             request = await self._stream(speech, messages, max_tokens, seed, offer_tools)
-            if request is not None and request.message is not None:
-                messages = [*messages, request.message, *await self._run_functions(request, session)]
+            if request is not None:
+                results = await self._run_functions(request, session)
                 if check is not None:
                     speech.gate.context = replace(check, tools_ran=True)
-                await self._stream(speech, messages, max_tokens, seed, offer_tools=False)
+                if request.message is not None:  # a model that reads tool results answers from them
+                    messages = [*messages, request.message, *results]
+                    await self._stream(speech, messages, max_tokens, seed, offer_tools=False)
+                else:  # a call made under a grammar: the tool's own words are the answer, as for commands
+                    speech.gate.context = None
+                    self.answered_by = "+".join(c.name for c in request.tool_calls)
+                    await speech.feed(" ".join(str(r.content) for r in results))
         except BackendsUnavailable:
             raise
         except BackendError as exc:
@@ -263,11 +269,9 @@ class Turn:
         self, speech: GatedSpeech, messages: Sequence[ChatMessage], max_tokens: int, seed: int, offer_tools: bool
     ) -> Piece | None:
         """Stream one model call into the reply; the piece asking for functions, if any."""
-        settings = self.ctx.settings
 
         def tools_for(backend: Backend) -> Sequence[BaseTool] | None:
-            wanted = offer_tools and settings.openai_function_calling and backend.supports_tools
-            return function_tools() if wanted else None
+            return function_tools() if offer_tools and backend.supports_tools else None
 
         pieces = self.ctx.chain.stream(
             messages, max_tokens=max_tokens, seed=seed, tools_for=tools_for, on_fallback=self._fallback_notice

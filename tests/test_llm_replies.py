@@ -7,17 +7,23 @@ in the situations where the model failed before (issue 16).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import AsyncIterator, Iterator, Sequence
 
 import pytest
+from llama_index.core.base.llms.types import ChatMessage
+from llama_index.core.llms import LLM
+from llama_index.core.tools import BaseTool
 from llm_harness import load_llama, messages, read_until_done, running_service, send_turn, speak_entries
 
-from llm_orchestrator.backends import LlamaCppBackend
+from llm_orchestrator.backends import Backend, LlamaCppBackend, Piece, ToolRequest
+from llm_orchestrator.backends.tool_grammar import gbnf, parse_call
+from llm_orchestrator.function_tools import function_tools, tool_name
 from llm_orchestrator.guard import LONG_ENOUGH, Context, ReplyGate, claims_action, copies, echoes, similarity, words
 from llm_orchestrator.history import History, HistoryEntry, trim
 from llm_orchestrator.prompt import PromptBuilder, wants_long
 from voicefleet.bus import Bus
-from voicefleet.messages import ReplyDelta, ReplyDone
+from voicefleet.messages import ReplyDelta, ReplyDone, ToolCall, ToolResult
 from voicefleet.settings import BusSettings
 
 #: The reply a session got stuck on in bench/chat_quality.py before the fix (afternoon session, turns 15-20).
@@ -213,3 +219,74 @@ async def test_replies_are_short_unless_a_long_one_is_asked_for(
         _, long_spoken = await answer(bus, "s2", "Tell me a long story about a dragon.")
     assert sentences(short_spoken) <= 2 and words(short) == words(" ".join(short_spoken))  # nothing more was shown
     assert 2 < sentences(long_spoken) <= 5
+
+
+# ---- tool calls under a grammar (llama.cpp) ------------------------------------------------------
+def test_a_call_in_the_grammar_shape_is_parsed() -> None:
+    assert parse_call('{"name": "notes_add", "arguments": {"text": "buy milk"}}') == ("notes_add", {"text": "buy milk"})
+    assert parse_call('{"name": "notes_add", "arguments": {"text": "buy') is None  # cut short by max_tokens
+    assert parse_call("Sure, here it is.") is None
+
+
+@pytest.mark.models
+def test_the_grammar_from_the_tool_schemas_only_lets_valid_calls_through(llama: LlamaCppBackend) -> None:
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    tools = {t.metadata.get_name(): t for t in function_tools()}
+    grammar = LlamaGrammar.from_string(gbnf(list(tools.values()), allow_text=False), verbose=False)
+    text_or_call = LlamaGrammar.from_string(gbnf(list(tools.values())), verbose=False)  # the one offered
+    assert text_or_call is not None
+    for request in ["Take a note: buy milk.", "Set a timer for ten minutes.", "Why is the sky blue?"]:
+        out = llama._llm._llama.create_chat_completion(
+            messages=[{"role": "user", "content": request}], grammar=grammar, max_tokens=96, temperature=0
+        )["choices"][0]["message"]["content"]
+        parsed = parse_call(out)
+        assert parsed is not None, out
+        name, arguments = parsed
+        assert name in tools and tool_name(name) is not None
+        tools[name].metadata.fn_schema.model_validate(arguments)  # type: ignore[union-attr]
+
+
+class CallingBackend(Backend):
+    """Stands in for a model that answered with a call under the grammar (SmolLM2 never does on its own)."""
+
+    name = "llamacpp"
+
+    @property
+    def llm(self) -> LLM:
+        raise NotImplementedError
+
+    @property
+    def supports_tools(self) -> bool:
+        return True
+
+    async def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int,
+        seed: int | None = None,
+        tools: Sequence[BaseTool] | None = None,
+    ) -> AsyncIterator[Piece]:
+        assert tools, "the tools are offered"
+        yield Piece(tool_calls=[ToolRequest("call-1", "notes_add", {"text": "buy milk"})])
+
+
+async def test_a_call_made_under_the_grammar_runs_the_tool_and_its_answer_is_spoken(
+    bus: Bus, bus_settings: BusSettings
+) -> None:
+    await bus.ensure_group(bus.keys.tools, "tools")
+    async with running_service(bus_settings, [CallingBackend()], intents=False, tool_timeout_s=10):
+        turn = await send_turn(bus, "s1", "Could you jot something down for me: buy milk.")
+        async with asyncio.timeout(10):
+            while not (entries := await bus.read_group(bus.keys.tools, "tools", "t", count=1, block_ms=200)):
+                pass
+        call = entries[0].message
+        assert isinstance(call, ToolCall) and (call.name, call.args) == ("notes.add", {"text": "buy milk"})
+        answer = "Saved note 3: buy milk."
+        await bus.reply(call.call_id, ToolResult(call_id=call.call_id, name=call.name, ok=True, text=answer))
+        out = await read_until_done(bus, "s1", turn.turn_id)
+    assert messages(out, ReplyDone, turn.turn_id)[-1].text == answer
+    assert " ".join(e.message.text for e in await speak_entries(bus, turn.turn_id)) == answer
+    stored = await History(bus, 8, 1200, 60).entries("s1")
+    assert [e.tool for e in stored] == ["notes_add", "notes_add"]  # kept out of later prompts
