@@ -80,9 +80,9 @@ def echoes(text: str, user_text: str) -> bool:
     """
     said, heard = words(text), words(user_text)
     if said == heard:
-        return len(said) >= 2  # "Good morning!" -> "Good morning!" (but "Hello." -> "Hello!" is an answer)
+        return bool(said)  # "Good morning!" -> "Good morning!"
     if len(heard) < MIN_WORDS or len(said) < 2:
-        return False
+        return False  # "Hello." -> "Hello there!" is an answer
     if similarity(said, heard) >= SIMILAR or _contains(said, heard):
         return True
     runs = _runs(said, heard, MIN_WORDS)
@@ -104,6 +104,27 @@ def copies(text: str, earlier: str) -> bool:
     return max(runs, default=0) >= LONG_COPY or (len(said) >= LONG_COPY and sum(runs) >= 0.8 * len(said))
 
 
+#: Short words that are frequent in one language and rare in the others: enough to tell a sentence's language.
+_STOPWORDS = {
+    "en": frozenset("the and is are you your it's that this with of to in for what have be can i'm don't".split()),
+    "fr": frozenset("le la les et est vous tu une des du pour avec que qui dans pas je c'est sur au".split()),
+    "es": frozenset("el la los las y es usted tú una del para con que qué en por uno más muy gracias".split()),
+    "de": frozenset("der die das und ist sie du ein eine nicht mit für ich auf zu von dem den".split()),
+    "it": frozenset("il lo la gli le e è una di per che non con sono della questo".split()),
+}
+
+
+def language_of(text: str) -> str | None:
+    """The language whose frequent words the text uses most ("en", "fr"...); None when it cannot tell."""
+    said = words(text)
+    if len(said) < MIN_WORDS + 1:
+        return None
+    hits = {lang: sum(w in common for w in said) for lang, common in _STOPWORDS.items()}
+    best = max(hits, key=lambda lang: hits[lang])
+    ranked = sorted(hits.values(), reverse=True)
+    return best if ranked[0] >= 2 and ranked[0] >= ranked[1] + 2 else None
+
+
 def claims_action(text: str) -> bool:
     """The text says an action was done or will be (noted, remembered, a timer set...)."""
     return _CLAIMS.search(text) is not None
@@ -117,9 +138,11 @@ class Context:
     #: Earlier (question, reply) pairs of the conversation, oldest first.
     exchanges: tuple[tuple[str, str], ...] = ()
     tools_ran: bool = False
+    #: The session's language ("en", "fr"...); replies in another one are refused.
+    language: str = "en"
 
     def problem(self, text: str) -> str | None:
-        """Why ``text`` must not be spoken (``echo``, ``repeat``, ``claim``), or None."""
+        """Why ``text`` must not be spoken (``echo``, ``repeat``, ``claim``, ``language``), or None."""
         if echoes(text, self.user_text):
             return "echo"
         asked = words(self.user_text)
@@ -128,6 +151,9 @@ class Context:
                 return "repeat"  # (the same question again may get the same answer)
         if not self.tools_ran and claims_action(text):
             return "claim"
+        spoken = language_of(text)
+        if spoken is not None and spoken != self.language and self.language in _STOPWORDS:
+            return "language"  # e.g. Spanish after a question about Spanish words
         return None
 
     def undecided(self, text: str) -> bool:

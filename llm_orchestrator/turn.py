@@ -195,7 +195,8 @@ class Turn:
         )
         system = ctx.prompt.system(memory, session.language)
         long = wants_long(text)
-        check = Context(text, exchanges(history)) if settings.reply_checks else None
+        language = (session.language or "en").split("-")[0].split("_")[0].lower()
+        check = Context(text, exchanges(history), language=language) if settings.reply_checks else None
         seed = zlib.crc32(self.turn_id.encode())  # same prompt, same reply when a turn is retried
         reply.stamp("llm_request")
         try:
@@ -208,9 +209,7 @@ class Turn:
             if speech.gate.rejected is not None:
                 self._log("second answer rejected too (%s)", speech.gate.rejected)
                 short = speech.gate.rejected == "echo" and len(words(text)) <= MIN_WORDS
-                sorry = (HOW_CAN_I_HELP if short else DONT_KNOW)[
-                    "fr" if session.language.lower().startswith("fr") else "en"
-                ]
+                sorry = (HOW_CAN_I_HELP if short else DONT_KNOW)["fr" if language == "fr" else "en"]
                 self.assistant_text, self.answered_by = sorry, "fallback"
                 await reply.delta(sorry)
                 await reply.speak_last([sorry])

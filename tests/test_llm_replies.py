@@ -19,7 +19,17 @@ from llm_harness import load_llama, messages, read_until_done, running_service, 
 from llm_orchestrator.backends import Backend, LlamaCppBackend, Piece, ToolRequest
 from llm_orchestrator.backends.tool_grammar import gbnf, parse_call
 from llm_orchestrator.function_tools import function_tools, tool_name
-from llm_orchestrator.guard import LONG_ENOUGH, Context, ReplyGate, claims_action, copies, echoes, similarity, words
+from llm_orchestrator.guard import (
+    LONG_ENOUGH,
+    Context,
+    ReplyGate,
+    claims_action,
+    copies,
+    echoes,
+    language_of,
+    similarity,
+    words,
+)
 from llm_orchestrator.history import History, HistoryEntry, trim
 from llm_orchestrator.prompt import PromptBuilder, wants_long
 from voicefleet.bus import Bus
@@ -42,7 +52,8 @@ STUCK = (
         ("Bien sûr. Book the train tickets for Lisbon.", "New note. Book the train tickets for Lisbon.", True),
         ("You turn left at the next corner.", "Turn left at the next corner.", True),
         ("Good morning!", "Good morning!", True),
-        ("Hello!", "Hello.", False),  # one word back is a greeting
+        ("Hello.", "Hello.", True),
+        ("Hello there!", "Hello.", False),
         ("To boil an egg, put it in boiling water.", "How do I boil an egg?", False),
         ("The capital of Japan is Tokyo.", "What is the capital of Japan?", False),
     ],
@@ -97,6 +108,18 @@ def test_the_gate_ends_a_reply_at_a_copy_or_at_the_sentence_limit() -> None:
     said = gate.offer(["The sun is a star,", "a huge ball of hot gas.", "It is very old.", "It will shine for ages."])
     assert said == ["The sun is a star,", "a huge ball of hot gas.", "It is very old."] and gate.stopped == LONG_ENOUGH
     assert gate.offer(["More."]) == []
+
+
+def test_replies_stay_in_the_sessions_language() -> None:
+    assert language_of("Este es uno de los más amigos del mundo.") == "es"
+    assert language_of("Le chat est sur la table avec une souris.") == "fr"
+    assert language_of("To boil an egg, put it in the water for ten minutes.") == "en"
+    assert language_of("Gracias!") is None  # too short to tell
+    assert (
+        Context("How do I say thank you in Spanish?").problem("Este es uno de los más amigos del mundo.") == "language"
+    )
+    assert Context("Bonjour !", language="fr").problem("Le chat est sur la table avec une souris.") is None
+    assert Context("Bonjour !", language="fr").problem("The cat is on the table with a mouse.") == "language"
 
 
 def test_a_claim_is_allowed_when_a_tool_ran() -> None:

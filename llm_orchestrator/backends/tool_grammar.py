@@ -59,7 +59,7 @@ def gbnf(tools: Sequence[BaseTool], allow_text: bool = True) -> str:
     """The grammar: one valid call of these tools, or (``allow_text``) plain text."""
     from llama_cpp.llama_grammar import json_schema_to_gbnf  # only where llama.cpp is used
 
-    rules = json_schema_to_gbnf(json.dumps(call_schema(tools)))
+    rules = str(json_schema_to_gbnf(json.dumps(call_schema(tools))))
     if not allow_text:
         return rules + "\n"
     # The converter names its top rule "root"; it becomes "call", one of two answers.
