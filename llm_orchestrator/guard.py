@@ -161,8 +161,6 @@ class Context:
         said = words(text)
         if said == words(self.user_text)[: len(said)]:
             return True  # the user's words so far: "Feels like these days," (or nothing yet)
-        if len(said) < MIN_WORDS:
-            return True  # "Sure." says little: wait for the next chunk
         last = words(self.exchanges[-1][1]) if self.exchanges else []
         return len(said) < COPY_WORDS and said == last[: len(said)]  # maybe the previous reply again
 

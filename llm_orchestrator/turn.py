@@ -73,6 +73,7 @@ class Turn:
         self.backend = ""
         self.assistant_text: str | None = None  # what goes to history, when not the model's text
         self.answered_by = ""  # the tool (or "fallback") that answered instead of the model: kept out of prompts
+        self._warm_system: str | None = None  # set when the prompt cache no longer holds the history
         self.reply: Reply | None = None
         self._work: asyncio.Task[None] | None = None
 
@@ -139,6 +140,8 @@ class Turn:
         await reply.done(interrupted, self.backend)
         await self._remember(reply, interrupted)
         await progress.finish()
+        if self._warm_system is not None:
+            await self._warm_history(self._warm_system)
         outcome = "interrupted" if interrupted else "answered"
         metrics.TURNS.labels("llm", outcome).inc()
         self._observe(reply.ts)
@@ -205,6 +208,7 @@ class Turn:
                 reason = speech.gate.rejected
                 self._log("first answer rejected (%s): asking again without the history", reason)
                 messages = ctx.prompt.retry(system, text)
+                self._warm_system = system  # the retry's prompt replaces the history in the cache
                 speech = await self._answer(reply, session, messages, check, long, seed + 1, offer_tools=False)
             if speech.gate.rejected is not None:
                 self._log("second answer rejected too (%s)", speech.gate.rejected)
@@ -227,6 +231,19 @@ class Turn:
             rest = [NO_ANSWER]
         if not speech.final_sent:
             await reply.speak_last(rest)
+
+    async def _warm_history(self, system: str) -> None:
+        """Read the session's prompt into the model's cache again, for the next turn (the reply is done)."""
+        backend = next((b for b in self.ctx.chain.backends if b.name == self.backend), None)
+        if backend is None:
+            return
+        started = time.monotonic()
+        history = await self.ctx.history.recent(self.session_id)
+        try:
+            await backend.prefetch(self.ctx.prompt.messages(system, history, ""))
+        except Exception:  # only an optimisation: the next turn reads the prompt itself
+            log.warning("could not warm the history", exc_info=True)
+        self._log("warmed the history after a retry", ms=(time.monotonic() - started) * 1000)
 
     async def _answer(
         self,

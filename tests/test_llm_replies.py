@@ -167,7 +167,7 @@ def llama() -> Iterator[LlamaCppBackend]:
 async def answer(bus: Bus, session_id: str, text: str) -> tuple[str, list[str]]:
     """The reply's text (as the client sees it) and the chunks sent to speech."""
     turn = await send_turn(bus, session_id, text)
-    out = await read_until_done(bus, session_id, turn.turn_id)
+    out = await read_until_done(bus, session_id, turn.turn_id, within=120)  # a retry on a busy machine
     done = messages(out, ReplyDone, turn.turn_id)[-1]
     assert "".join(d.text for d in messages(out, ReplyDelta, turn.turn_id)) == done.text
     return done.text, [e.message.text for e in await speak_entries(bus, turn.turn_id)]

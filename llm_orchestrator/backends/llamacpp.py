@@ -316,6 +316,9 @@ class LlamaCppBackend(Backend):
             await self._llm.run_on_model_thread(self._llm.warm, list(warm_messages))
             log.info("warmed the system prompt", extra={"ms": round((time.monotonic() - started) * 1000)})
 
+    async def prefetch(self, messages: Sequence[ChatMessage]) -> None:
+        await self._llm.run_on_model_thread(self._llm.warm, list(messages))
+
     async def stream(
         self,
         messages: Sequence[ChatMessage],
