@@ -8,15 +8,12 @@ in the situations where the model failed before (issue 16).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator
 
 import pytest
-from llama_index.core.base.llms.types import ChatMessage
-from llama_index.core.llms import LLM
-from llama_index.core.tools import BaseTool
-from llm_harness import load_llama, messages, read_until_done, running_service, send_turn, speak_entries
+from llm_harness import FakeBackend, load_llama, messages, read_until_done, running_service, send_turn, speak_entries
 
-from llm_orchestrator.backends import Backend, LlamaCppBackend, Piece, ToolRequest
+from llm_orchestrator.backends import LlamaCppBackend, ToolRequest
 from llm_orchestrator.backends.tool_grammar import gbnf, parse_call
 from llm_orchestrator.function_tools import function_tools, tool_name
 from llm_orchestrator.guard import (
@@ -270,44 +267,20 @@ def test_the_grammar_from_the_tool_schemas_only_lets_valid_calls_through(llama: 
         tools[name].metadata.fn_schema.model_validate(arguments)  # type: ignore[union-attr]
 
 
-class CallingBackend(Backend):
-    """Stands in for a model that answered with a call under the grammar (SmolLM2 never does on its own)."""
-
-    name = "llamacpp"
-
-    @property
-    def llm(self) -> LLM:
-        raise NotImplementedError
-
-    @property
-    def supports_tools(self) -> bool:
-        return True
-
-    async def stream(
-        self,
-        messages: Sequence[ChatMessage],
-        *,
-        max_tokens: int,
-        seed: int | None = None,
-        tools: Sequence[BaseTool] | None = None,
-    ) -> AsyncIterator[Piece]:
-        assert tools, "the tools are offered"
-        yield Piece(tool_calls=[ToolRequest("call-1", "notes_add", {"text": "buy milk"})])
-
-
 async def test_a_call_made_under_the_grammar_runs_the_tool_and_its_answer_is_spoken(
     bus: Bus, bus_settings: BusSettings
 ) -> None:
     await bus.ensure_group(bus.keys.tools, "tools")
-    async with running_service(bus_settings, [CallingBackend()], intents=False, tool_timeout_s=10):
+    call = ToolRequest("call-1", "notes_add", {"text": "buy milk"})  # SmolLM2 never makes one on its own
+    async with running_service(bus_settings, [FakeBackend("llamacpp", call=call)], intents=False, tool_timeout_s=10):
         turn = await send_turn(bus, "s1", "Could you jot something down for me: buy milk.")
         async with asyncio.timeout(10):
             while not (entries := await bus.read_group(bus.keys.tools, "tools", "t", count=1, block_ms=200)):
                 pass
-        call = entries[0].message
-        assert isinstance(call, ToolCall) and (call.name, call.args) == ("notes.add", {"text": "buy milk"})
+        asked = entries[0].message
+        assert isinstance(asked, ToolCall) and (asked.name, asked.args) == ("notes.add", {"text": "buy milk"})
         answer = "Saved note 3: buy milk."
-        await bus.reply(call.call_id, ToolResult(call_id=call.call_id, name=call.name, ok=True, text=answer))
+        await bus.reply(asked.call_id, ToolResult(call_id=asked.call_id, name=asked.name, ok=True, text=answer))
         out = await read_until_done(bus, "s1", turn.turn_id)
     assert messages(out, ReplyDone, turn.turn_id)[-1].text == answer
     assert " ".join(e.message.text for e in await speak_entries(bus, turn.turn_id)) == answer
