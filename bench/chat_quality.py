@@ -86,7 +86,10 @@ def is_echo(question: str, reply: str) -> bool:
     q = words(question)
     if not q or not reply.strip():
         return False
-    if max(similarity(question, reply), similarity(question, first_sentence(reply))) >= SIMILAR:
+    if similarity(question, reply) >= SIMILAR:
+        return True
+    # The first sentence alone counts for a real sentence, not for a greeting ("Hello." -> "Hello! How...").
+    if len(q) >= 3 and similarity(question, first_sentence(reply)) >= SIMILAR:
         return True
     return len(q) >= 4 and contains_run(words(reply), q)
 

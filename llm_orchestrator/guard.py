@@ -161,8 +161,8 @@ class Context:
         said = words(text)
         if said == words(self.user_text)[: len(said)]:
             return True  # the user's words so far: "Feels like these days," (or nothing yet)
-        last = words(self.exchanges[-1][1]) if self.exchanges else []
-        return len(said) < COPY_WORDS and said == last[: len(said)]  # maybe the previous reply again
+        # Maybe an earlier reply again ("I'm sorry," then the rest of it): judge it with the next chunk.
+        return len(said) < COPY_WORDS and any(said == words(reply)[: len(said)] for _, reply in self.exchanges)
 
 
 #: ``ReplyGate.stopped`` when the reply reached its sentence limit (not a fault of the reply).

@@ -94,6 +94,14 @@ def test_the_gate_holds_the_start_until_it_can_judge_it() -> None:
     assert gate.stopped == LONG_ENOUGH
 
 
+def test_the_start_of_an_earlier_reply_waits_for_the_rest() -> None:
+    context = Context("Why?", (("What's a good name for a cat?", "Luna."), ("Go forward.", STUCK)))
+    gate = ReplyGate(context, max_sentences=2)
+    assert gate.offer(["I'm sorry,"]) == [] and not gate.done  # STUCK starts so
+    assert gate.offer(["but as a feline-loving AI, I can provide information about cats."]) == []
+    assert gate.rejected == "repeat"
+
+
 def test_the_gate_ends_a_reply_at_a_copy_or_at_the_sentence_limit() -> None:
     context = Context("How many legs does a spider have?", (("What do you think about rainy days?", STUCK),))
     gate = ReplyGate(context, max_sentences=3)
