@@ -96,6 +96,8 @@ def copies(text: str, earlier: str) -> bool:
     a stuck reply; asking again for it would cost latency for nothing.
     """
     said, before = words(text), words(earlier)
+    if said == before:
+        return len(said) >= 2  # "What's a joke about?" twice
     if len(said) < COPY_WORDS or not before:
         return False
     if said == before[: len(said)]:
@@ -122,7 +124,7 @@ def language_of(text: str) -> str | None:
     hits = {lang: sum(w in common for w in said) for lang, common in _STOPWORDS.items()}
     best = max(hits, key=lambda lang: hits[lang])
     ranked = sorted(hits.values(), reverse=True)
-    return best if ranked[0] >= 2 and ranked[0] >= ranked[1] + 2 else None
+    return best if ranked[0] >= 2 and ranked[0] > ranked[1] else None
 
 
 def claims_action(text: str) -> bool:

@@ -137,8 +137,9 @@ class Turn:
                 await self._fail(reply, "llm_failed", SORRY_FAILED)
         # reply.cancelled: the cancel marker was seen in Redis before its broadcast arrived.
         interrupted = self.cancelled or reply.cancelled
-        await reply.done(interrupted, self.backend)
+        # History first: a client may send the next turn the moment it sees reply_done.
         await self._remember(reply, interrupted)
+        await reply.done(interrupted, self.backend)
         await progress.finish()
         if self._warm_system is not None:
             await self._warm_history(self._warm_system)

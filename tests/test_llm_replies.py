@@ -63,6 +63,7 @@ def test_copies_of_an_earlier_reply() -> None:
     assert copies("I'm sorry for any confusion, but as a feline-loving AI,", STUCK)
     assert copies("I'm sorry for any confusion, but as a feline-loving AI, I can provide information", STUCK)
     assert not copies("I'm sorry for any", STUCK)  # too short to tell
+    assert copies("What's a joke about?", "What's a joke about?")
     assert not copies("The answer to this question is Tokyo.", "The answer to this question is blue light.")
 
 
@@ -120,6 +121,7 @@ def test_replies_stay_in_the_sessions_language() -> None:
     assert language_of("Le chat est sur la table avec une souris.") == "fr"
     assert language_of("To boil an egg, put it in the water for ten minutes.") == "en"
     assert language_of("Gracias!") is None  # too short to tell
+    assert language_of("Hola, amigos! ¡Pasabamos en la loma!") == "es"
     assert (
         Context("How do I say thank you in Spanish?").problem("Este es uno de los más amigos del mundo.") == "language"
     )
@@ -294,3 +296,17 @@ async def test_a_call_made_under_the_grammar_runs_the_tool_and_its_answer_is_spo
     assert " ".join(e.message.text for e in await speak_entries(bus, turn.turn_id)) == answer
     stored = await History(bus, 8, 1200, 60).entries("s1")
     assert [e.tool for e in stored] == ["notes_add", "notes_add"]  # kept out of later prompts
+
+
+@pytest.mark.models
+async def test_the_exchange_is_in_the_history_when_reply_done_arrives(
+    bus: Bus, bus_settings: BusSettings, llama: LlamaCppBackend
+) -> None:
+    # A client may type the next sentence the moment it sees reply_done: that turn's prompt must hold this one.
+    async with running_service(bus_settings, [llama]):
+        for text in ("Why is the sky blue?", "Who wrote Romeo and Juliet?"):
+            turn = await send_turn(bus, "s1", text)
+            done = messages(await read_until_done(bus, "s1", turn.turn_id), ReplyDone, turn.turn_id)[-1]
+            stored = await History(bus, 8, 1200, 60).entries("s1")
+            assert [(e.role, e.content) for e in stored[-2:]] == [("user", text), ("assistant", done.text.strip())]
+            assert stored[-1].at <= done.ts["llm_done"]  # written before reply_done was sent, not after
