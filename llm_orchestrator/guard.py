@@ -102,6 +102,8 @@ def copies(text: str, earlier: str) -> bool:
         return False
     if said == before[: len(said)]:
         return True
+    if similarity(said, before) >= SIMILAR:
+        return True  # the same sentence in other words: "The cat's name is a popular choice."
     runs = _runs(said, before, 4)
     return max(runs, default=0) >= LONG_COPY or (len(said) >= LONG_COPY and sum(runs) >= 0.8 * len(said))
 
@@ -110,7 +112,9 @@ def copies(text: str, earlier: str) -> bool:
 _STOPWORDS = {
     "en": frozenset("the and is are you your it's that this with of to in for what have be can i'm don't".split()),
     "fr": frozenset("le la les et est vous tu une des du pour avec que qui dans pas je c'est sur au".split()),
-    "es": frozenset("el la los las y es usted tú una del para con que qué en por uno más muy gracias".split()),
+    "es": frozenset(
+        "el la los las y es usted tú una del para con que qué en por uno más muy gracias pero hola".split()
+    ),
     "de": frozenset("der die das und ist sie du ein eine nicht mit für ich auf zu von dem den".split()),
     "it": frozenset("il lo la gli le e è una di per che non con sono della questo".split()),
 }

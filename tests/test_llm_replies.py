@@ -64,7 +64,8 @@ def test_copies_of_an_earlier_reply() -> None:
     assert copies("I'm sorry for any confusion, but as a feline-loving AI, I can provide information", STUCK)
     assert not copies("I'm sorry for any", STUCK)  # too short to tell
     assert copies("What's a joke about?", "What's a joke about?")
-    assert not copies("The answer to this question is Tokyo.", "The answer to this question is blue light.")
+    assert copies("The cat's name is a popular choice.", "The name of the cat is a popular choice.")
+    assert not copies("The answer to this question is Tokyo.", "The answer lies in how light scatters in the air.")
 
 
 @pytest.mark.parametrize(
@@ -259,7 +260,7 @@ def test_a_call_in_the_grammar_shape_is_parsed() -> None:
 
 
 @pytest.mark.models
-def test_the_grammar_from_the_tool_schemas_only_lets_valid_calls_through(llama: LlamaCppBackend) -> None:
+async def test_the_grammar_from_the_tool_schemas_only_lets_valid_calls_through(llama: LlamaCppBackend) -> None:
     from llama_cpp.llama_grammar import LlamaGrammar
 
     tools = {t.metadata.get_name(): t for t in function_tools()}
@@ -267,9 +268,14 @@ def test_the_grammar_from_the_tool_schemas_only_lets_valid_calls_through(llama: 
     text_or_call = LlamaGrammar.from_string(gbnf(list(tools.values())), verbose=False)  # the one offered
     assert text_or_call is not None
     for request in ["Take a note: buy milk.", "Set a timer for ten minutes.", "Why is the sky blue?"]:
-        out = llama._llm._llama.create_chat_completion(
-            messages=[{"role": "user", "content": request}], grammar=grammar, max_tokens=96, temperature=0
-        )["choices"][0]["message"]["content"]
+
+        def generate(text: str = request) -> str:  # on the model thread: one Llama serves one call at a time
+            reply = llama._llm._llama.create_chat_completion(
+                messages=[{"role": "user", "content": text}], grammar=grammar, max_tokens=96, temperature=0
+            )
+            return str(reply["choices"][0]["message"]["content"])
+
+        out = await llama._llm.run_on_model_thread(generate)
         parsed = parse_call(out)
         assert parsed is not None, out
         name, arguments = parsed
