@@ -71,8 +71,9 @@ async def send(kind: str, url: str, prefix: str, n: int, interval: float) -> Non
         elif kind == "work":
             await bus.enqueue(bus.keys.turns, TurnRequest(session_id="bench", text="what time is it").stamp("sent"))
         else:
-            await bus.add(bus.keys.audio("bench"), AudioFrame(session_id="bench", seq=i, audio=frame).stamp("sent"),
-                          maxlen=3000)
+            await bus.add(
+                bus.keys.audio("bench"), AudioFrame(session_id="bench", seq=i, audio=frame).stamp("sent"), maxlen=3000
+            )
         await asyncio.sleep(interval)
     await bus.close()
 

@@ -48,8 +48,16 @@ COMMANDS = [
     "How many legs does a spider have?",
     "Say something nice about Mondays.",
 ]
-STAGES = ["speech_end", "eot", "transcript", "llm_first_token", "first_chunk", "tts_first_audio",
-          "gateway_sent", "client_first_audio"]
+STAGES = [
+    "speech_end",
+    "eot",
+    "transcript",
+    "llm_first_token",
+    "first_chunk",
+    "tts_first_audio",
+    "gateway_sent",
+    "client_first_audio",
+]
 
 
 @functools.lru_cache(maxsize=1)
@@ -84,18 +92,32 @@ def spawned_fleet() -> Iterator[tuple[str, str]]:
     prefix = f"vfbench-{os.urandom(3).hex()}"
     port = _free_port()
     secret = os.urandom(24).hex()
-    env = dict(os.environ, VF_KEY_PREFIX=prefix, VF_GATEWAY_JWT_SECRET=secret, PYTHONUNBUFFERED="1",
-               PYTHONPATH=str(ROOT), VF_GATEWAY_REQUIRED_SERVICES="stt,llm,tts,tools")
+    env = dict(
+        os.environ,
+        VF_KEY_PREFIX=prefix,
+        VF_GATEWAY_JWT_SECRET=secret,
+        PYTHONUNBUFFERED="1",
+        PYTHONPATH=str(ROOT),
+        VF_GATEWAY_REQUIRED_SERVICES="stt,llm,tts,tools",
+    )
     logs = RESULTS / "client_bench_logs"
     logs.mkdir(parents=True, exist_ok=True)
-    modules = {"gateway": ["gateway", "serve", "--port", str(port)], "stt": ["vad_stt_worker"],
-               "llm": ["llm_orchestrator"], "tts": ["tts_worker"], "tools": ["tools_worker"]}
+    modules = {
+        "gateway": ["gateway", "serve", "--port", str(port)],
+        "stt": ["vad_stt_worker"],
+        "llm": ["llm_orchestrator"],
+        "tts": ["tts_worker"],
+        "tools": ["tools_worker"],
+    }
     procs = []
     try:
         for name, args in modules.items():
             with open(logs / f"{name}.log", "wb") as log:
-                procs.append(subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, env=env,
-                                              stdout=log, stderr=subprocess.STDOUT))
+                procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+                    )
+                )
         _wait_ready(f"http://127.0.0.1:{port}", procs, logs)
         settings = GatewaySettings(jwt_secret=secret)
         yield f"ws://127.0.0.1:{port}", auth.mint("bench", 3600, settings)
@@ -136,8 +158,9 @@ def _wait_ready(http: str, procs: list[subprocess.Popen[bytes]], logs: Path, tim
     raise SystemExit(f"the fleet was not ready in {timeout:.0f} s; see {logs}/")
 
 
-async def one_session(url: str, token: str, index: int, clips: list[np.ndarray], turns: int, warmup: int,
-                      timeout_s: float) -> list[TurnResult]:
+async def one_session(
+    url: str, token: str, index: int, clips: list[np.ndarray], turns: int, warmup: int, timeout_s: float
+) -> list[TurnResult]:
     results = []
     async with HeadlessClient(url, token, StartOptions(wake_word="")) as client:
         for turn in range(warmup + turns):
@@ -145,9 +168,12 @@ async def one_session(url: str, token: str, index: int, clips: list[np.ndarray],
             result = await client.say(clip, trailing_silence_s=1.0, timeout_s=timeout_s)
             if turn >= warmup:
                 results.append(result)
-            print(f"  session {index} turn {turn + 1}/{warmup + turns}: "
-                  f"{_ms(result.voice_to_voice_ms)} ms  {result.transcript!r} -> {result.reply[:50]!r}"
-                  + ("  (warm-up)" if turn < warmup else ""), flush=True)
+            print(
+                f"  session {index} turn {turn + 1}/{warmup + turns}: "
+                f"{_ms(result.voice_to_voice_ms)} ms  {result.transcript!r} -> {result.reply[:50]!r}"
+                + ("  (warm-up)" if turn < warmup else ""),
+                flush=True,
+            )
     return results
 
 
@@ -158,9 +184,9 @@ def _ms(value: float | None) -> str:
 async def run(url: str, token: str, args: argparse.Namespace) -> dict[str, Any]:
     clips = [speak(text) for text in COMMANDS]
     started = time.perf_counter()
-    per_session = await asyncio.gather(*(
-        one_session(url, token, i, clips, args.turns, args.warmup, args.timeout) for i in range(args.sessions)
-    ))
+    per_session = await asyncio.gather(
+        *(one_session(url, token, i, clips, args.turns, args.warmup, args.timeout) for i in range(args.sessions))
+    )
     wall_s = time.perf_counter() - started
     results = [r for session in per_session for r in session]
     good = [r for r in results if r.ok and r.voice_to_voice_ms is not None]
@@ -170,12 +196,20 @@ async def run(url: str, token: str, args: argparse.Namespace) -> dict[str, Any]:
         if values:
             rows.append({"metric": f"stage {stage}", **summary(values)})
     print()
-    print(f"{len(good)}/{len(results)} turns answered, {args.sessions} session(s) at once, "
-          f"{wall_s:.0f} s; milliseconds after the end of speech:")
+    print(
+        f"{len(good)}/{len(results)} turns answered, {args.sessions} session(s) at once, "
+        f"{wall_s:.0f} s; milliseconds after the end of speech:"
+    )
     print(table(rows, ["metric", "n", "p50", "p90", "p99", "mean"]))
-    return {"sessions": args.sessions, "turns_per_session": args.turns, "warmup": args.warmup,
-            "answered": len(good), "total": len(results), "summary": rows,
-            "turns": [r.to_json() for r in results]}
+    return {
+        "sessions": args.sessions,
+        "turns_per_session": args.turns,
+        "warmup": args.warmup,
+        "answered": len(good),
+        "total": len(results),
+        "summary": rows,
+        "turns": [r.to_json() for r in results],
+    }
 
 
 def main() -> None:

@@ -19,8 +19,13 @@ def pct(values: list[float], q: float) -> float:
 
 def summary(values: list[float]) -> dict[str, float]:
     """p50/p90/p99/mean of a list of numbers (same unit in, same unit out)."""
-    return {"n": len(values), "p50": pct(values, 50), "p90": pct(values, 90), "p99": pct(values, 99),
-            "mean": float(np.mean(values)) if values else float("nan")}
+    return {
+        "n": len(values),
+        "p50": pct(values, 50),
+        "p90": pct(values, 90),
+        "p99": pct(values, 99),
+        "mean": float(np.mean(values)) if values else float("nan"),
+    }
 
 
 def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
@@ -41,9 +46,12 @@ def _fmt(value: Any) -> str:
 def write(name: str, data: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    data = {"benchmark": name, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "machine": {"cpus": _cpus(), "python": platform.python_version(), "platform": platform.platform()},
-            **data}
+    data = {
+        "benchmark": name,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": _cpus(), "python": platform.python_version(), "platform": platform.platform()},
+        **data,
+    }
     path.write_text(json.dumps(data, indent=2))
     return path
 

@@ -103,6 +103,11 @@ class SpeechChunker:
         self._pending = ""
         return out
 
+    @property
+    def pending_chars(self) -> int:
+        """Characters fed but not yet in a chunk (the tail of the last pieces)."""
+        return len(self._pending) + len(self._raw)
+
     # ------------------------------------------------------------------
     def _emit(self, raw: str) -> list[str]:
         text = speakable(raw)

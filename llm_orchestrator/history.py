@@ -39,6 +39,8 @@ class HistoryEntry:
     at: float = 0.0
     interrupted: bool = False
     n: int = 0  # user messages: 1, 2, 3... in the session (0: not numbered)
+    #: The tool that answered this exchange (a command), "" for the model's own replies.
+    tool: str = ""
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> HistoryEntry | None:
@@ -51,6 +53,7 @@ class HistoryEntry:
                 at=float(data.get("at", 0.0)),
                 interrupted=bool(data.get("interrupted", False)),
                 n=int(data.get("n", 0)),
+                tool=str(data.get("tool", "")),
             )
         except (ValueError, KeyError, TypeError):
             return None
@@ -67,13 +70,17 @@ def trim(
     Old exchanges leave in blocks of half the window, not one per turn: the
     prompt after the system prompt then stays the same for several turns, so
     llama.cpp reuses its cache instead of reading the whole history again.
+
+    Exchanges answered by a tool (commands) stay out: a small model copies
+    what it sees, and "Noted. That's note 5." in its history teaches it to
+    claim it took a note when no tool ran.
     """
     entries = _from_block_start(entries, max_turns)
     kept: list[HistoryEntry] = []
     tokens = turns = 0
     for entry in reversed(entries):
-        if entry.role not in ("user", "assistant") or not entry.content.strip():
-            continue  # e.g. a reply cancelled before anything was said
+        if entry.role not in ("user", "assistant") or not entry.content.strip() or entry.tool:
+            continue  # e.g. a reply cancelled before anything was said, or a command
         cost = count(entry.content) + 4  # role markers
         if tokens + cost > token_budget or turns >= max_turns:
             break  # (an answer whose question did not fit goes too)

@@ -38,10 +38,27 @@ class LlmSettings(ServiceSettings):
     openai_function_calling: bool = Field(
         False, description="Offer the tools to the OpenAI-compatible model as functions"
     )
+    tool_grammar: bool = Field(
+        False,
+        description="llama.cpp: offer the tools under a grammar (one valid call or plain text); "
+        "off by default: SmolLM2-135M called the right tool for 0 of 8 commands with it, as without",
+    )
     request_timeout_s: float = Field(30.0, gt=0, description="Whole-request timeout of a remote backend")
 
     # --- generation ---------------------------------------------------------
-    max_tokens: int = Field(160, ge=1, description="Longest reply in tokens")
+    max_tokens: int = Field(96, ge=1, description="Longest reply in tokens")
+    max_sentences: int = Field(
+        2, ge=0, description="Spoken replies end after this many sentences (0: no limit) unless asked for more"
+    )
+    long_max_tokens: int = Field(240, ge=1, description="Longest reply in tokens when the user asks for a long one")
+    long_max_sentences: int = Field(
+        6, ge=0, description="Sentence limit when the user asks for a long answer (a story, details)"
+    )
+    reply_checks: bool = Field(
+        True,
+        description="Check each chunk before it is spoken: no echo of the user, no copy of an earlier reply, "
+        "no claimed action; a bad start is retried once, then an honest fallback",
+    )
     temperature: float = Field(0.3, ge=0, description="Sampling temperature (small models need it low)")
     top_p: float = Field(0.9, gt=0, le=1, description="Nucleus sampling cut-off")
     repeat_penalty: float = Field(1.1, ge=1.0, description="llama.cpp only: small models loop without it")

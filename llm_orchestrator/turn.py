@@ -10,12 +10,13 @@ at once; the history then keeps only what was actually handed to TTS.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 import zlib
 from collections.abc import Sequence
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from llama_index.core.tools import BaseTool
@@ -28,9 +29,11 @@ from voicefleet.sessions import SessionRecord, Sessions
 from .backends import Backend, BackendError, BackendsUnavailable, FallbackChain, Piece
 from .chunker import SpeechChunker
 from .function_tools import function_tools, tool_name
+from .gated import GatedSpeech
+from .guard import LONG_ENOUGH, MIN_WORDS, Context, ReplyGate, words
 from .history import History, HistoryEntry
 from .intents import Intent, IntentParser
-from .prompt import PromptBuilder
+from .prompt import PromptBuilder, wants_long
 from .reply import Reply, TurnProgress
 from .settings import LlmSettings
 from .tools_client import ToolsClient
@@ -40,6 +43,10 @@ log = logging.getLogger(__name__)
 SORRY_UNAVAILABLE = "Sorry, I can't reach my language model right now."
 SORRY_FAILED = "Sorry, something went wrong while I was answering."
 NO_ANSWER = "Sorry, I don't have an answer to that."
+#: Said when the model's answer was an echo, a copy or a claimed action twice (see ``guard``), by language.
+DONT_KNOW = {"en": "Sorry, I don't know how to answer that.", "fr": "Désolé, je ne sais pas quoi répondre à ça."}
+#: The same after a few words ("Good morning!") that the model could only say back.
+HOW_CAN_I_HELP = {"en": "How can I help?", "fr": "Que puis-je faire pour vous ?"}
 EXPIRED = "Sorry, I lost track of that request. Please ask again."
 
 
@@ -67,6 +74,8 @@ class Turn:
         self.cancel_reason = ""
         self.backend = ""
         self.assistant_text: str | None = None  # what goes to history, when not the model's text
+        self.answered_by = ""  # the tool (or "fallback") that answered instead of the model: kept out of prompts
+        self._warm_system: str | None = None  # set when the prompt cache no longer holds the history
         self.reply: Reply | None = None
         self._work: asyncio.Task[None] | None = None
 
@@ -130,9 +139,12 @@ class Turn:
                 await self._fail(reply, "llm_failed", SORRY_FAILED)
         # reply.cancelled: the cancel marker was seen in Redis before its broadcast arrived.
         interrupted = self.cancelled or reply.cancelled
-        await reply.done(interrupted, self.backend)
+        # History first: a client may send the next turn the moment it sees reply_done.
         await self._remember(reply, interrupted)
+        await reply.done(interrupted, self.backend)
         await progress.finish()
+        if self._warm_system is not None:
+            await self._warm_history(self._warm_system)
         outcome = "interrupted" if interrupted else "answered"
         metrics.TURNS.labels("llm", outcome).inc()
         self._observe(reply.ts)
@@ -167,7 +179,7 @@ class Turn:
             if intent.tool.startswith("memory."):
                 self.ctx.tools.forget_cache(session.user)
             said = result.text or ("Done." if result.ok else "Sorry, that did not work.")
-        self.assistant_text = said
+        self.assistant_text, self.answered_by = said, intent.tool
         await self._say(reply, said)
 
     async def _say(self, reply: Reply, text: str) -> None:
@@ -178,57 +190,113 @@ class Turn:
 
     # ---- the model -------------------------------------------------------------
     async def _run_model(self, reply: Reply, session: SessionRecord, text: str) -> None:
-        ctx = self.ctx
+        ctx, settings = self.ctx, self.ctx.settings
         history, memory = await asyncio.gather(
             ctx.history.recent(self.session_id), ctx.tools.memory(session.user, self.session_id, self.turn_id)
         )
-        messages = ctx.prompt.messages(ctx.prompt.system(memory), history, text)
-        chunker = self._chunker()
+        system = ctx.prompt.system(memory, session.language)
+        long = wants_long(text)
+        language = (session.language or "en").split("-")[0].split("_")[0].lower()
+        check = Context(text, exchanges(history), language=language) if settings.reply_checks else None
+        seed = zlib.crc32(self.turn_id.encode())  # same prompt, same reply when a turn is retried
         reply.stamp("llm_request")
         try:
-            request = await self._stream(reply, chunker, messages, offer_tools=True)
-            if request is not None and request.message is not None:
-                messages += [request.message, *await self._run_functions(request, session)]
-                await self._stream(reply, chunker, messages, offer_tools=False)
+            speech = await self._answer(reply, session, ctx.prompt.messages(system, history, text), check, long, seed)
+            if speech.gate.rejected is not None:
+                reason = speech.gate.rejected
+                self._log("first answer rejected (%s): asking again without the history", reason)
+                messages = ctx.prompt.retry(system, text)
+                self._warm_system = system  # the retry's prompt replaces the history in the cache
+                speech = await self._answer(reply, session, messages, check, long, seed + 1, offer_tools=False)
+            if speech.gate.rejected is not None:
+                self._log("second answer rejected too (%s)", speech.gate.rejected)
+                short = speech.gate.rejected == "echo" and len(words(text)) <= MIN_WORDS
+                sorry = (HOW_CAN_I_HELP if short else DONT_KNOW)["fr" if language == "fr" else "en"]
+                self.assistant_text, self.answered_by = sorry, "fallback"
+                await reply.delta(sorry)
+                await reply.speak_last([sorry])
+                return
         except BackendsUnavailable as exc:
             self._log("no backend answered: %s", exc, level=logging.WARNING)
             await self._fail(reply, "llm_unavailable", SORRY_UNAVAILABLE)
             return
-        except BackendError as exc:
-            self._log("backend failed mid-reply: %s", exc, level=logging.WARNING)
-            await reply.bus.emit_error(self.session_id, "llm_failed", str(exc), self.turn_id)
-        rest = chunker.flush()
+        rest = speech.rest
+        if speech.gate.stopped not in (None, LONG_ENOUGH):
+            self._log("reply ended early: a chunk was a %s", speech.gate.stopped)
+            self.assistant_text = speech.said  # the history keeps what was said, not what was refused
         if not reply.text.strip():
             await reply.delta(NO_ANSWER)
             rest = [NO_ANSWER]
-        await reply.speak_last(rest)
+        if not speech.final_sent:
+            await reply.speak_last(rest)
+
+    async def _warm_history(self, system: str) -> None:
+        """Read the session's prompt into the model's cache again, for the next turn (the reply is done)."""
+        backend = next((b for b in self.ctx.chain.backends if b.name == self.backend), None)
+        if backend is None:
+            return
+        started = time.monotonic()
+        history = await self.ctx.history.recent(self.session_id)
+        try:
+            await backend.prefetch(self.ctx.prompt.messages(system, history, ""))
+        except Exception:  # only an optimisation: the next turn reads the prompt itself
+            log.warning("could not warm the history", exc_info=True)
+        self._log("warmed the history after a retry", ms=(time.monotonic() - started) * 1000)
+
+    async def _answer(
+        self,
+        reply: Reply,
+        session: SessionRecord,
+        messages: list[ChatMessage],
+        check: Context | None,
+        long: bool,
+        seed: int,
+        offer_tools: bool = True,
+    ) -> GatedSpeech:
+        """One try at the answer: stream the model (and the functions it asks for) through the gate."""
+        settings = self.ctx.settings
+        sentences = settings.long_max_sentences if long else settings.max_sentences
+        max_tokens = max(settings.max_tokens, settings.long_max_tokens) if long else settings.max_tokens
+        speech = GatedSpeech(reply, self._chunker(), ReplyGate(check, sentences))
+        try:
+            request = await self._stream(speech, messages, max_tokens, seed, offer_tools)
+            if request is not None:
+                results = await self._run_functions(request, session)
+                if check is not None:
+                    speech.gate.context = replace(check, tools_ran=True)
+                if request.message is not None:  # a model that reads tool results answers from them
+                    messages = [*messages, request.message, *results]
+                    await self._stream(speech, messages, max_tokens, seed, offer_tools=False)
+                else:  # a call made under a grammar: the tool's own words are the answer, as for commands
+                    speech.gate.context = None
+                    self.answered_by = "+".join(c.name for c in request.tool_calls)
+                    await speech.feed(" ".join(str(r.content) for r in results))
+        except BackendsUnavailable:
+            raise
+        except BackendError as exc:
+            self._log("backend failed mid-reply: %s", exc, level=logging.WARNING)
+            await reply.bus.emit_error(self.session_id, "llm_failed", str(exc), self.turn_id)
+        await speech.finish()  # the last chunks are judged too: a short reply may be rejected only now
+        return speech
 
     async def _stream(
-        self, reply: Reply, chunker: SpeechChunker, messages: Sequence[ChatMessage], offer_tools: bool
+        self, speech: GatedSpeech, messages: Sequence[ChatMessage], max_tokens: int, seed: int, offer_tools: bool
     ) -> Piece | None:
         """Stream one model call into the reply; the piece asking for functions, if any."""
-        settings = self.ctx.settings
 
         def tools_for(backend: Backend) -> Sequence[BaseTool] | None:
-            wanted = offer_tools and settings.openai_function_calling and backend.supports_tools
-            return function_tools() if wanted else None
+            return function_tools() if offer_tools and backend.supports_tools else None
 
         pieces = self.ctx.chain.stream(
-            messages,
-            max_tokens=settings.max_tokens,
-            seed=zlib.crc32(self.turn_id.encode()),  # same prompt, same reply when a turn is retried
-            tools_for=tools_for,
-            on_fallback=self._fallback_notice,
+            messages, max_tokens=max_tokens, seed=seed, tools_for=tools_for, on_fallback=self._fallback_notice
         )
         async with aclosing(pieces):
             async for backend, piece in pieces:
                 self.backend = backend.name
                 if piece.text:
-                    reply.stamp("llm_first_token")
-                    await reply.delta(piece.text)
-                    for chunk in chunker.feed(piece.text):
-                        if not await reply.speak(chunk):
-                            return None
+                    speech.reply.stamp("llm_first_token")
+                    if not await speech.feed(piece.text):
+                        return None  # cancelled, or the gate ended the reply: closing the stream stops the model
                 if piece.tool_calls:
                     return piece
         return None
@@ -282,15 +350,16 @@ class Turn:
 
     async def _remember(self, reply: Reply, interrupted: bool) -> None:
         entries = []
+        tool = self.answered_by
         if self.request.text.strip():
-            entries.append(HistoryEntry("user", self.request.text.strip(), self.turn_id))
+            entries.append(HistoryEntry("user", self.request.text.strip(), self.turn_id, tool=tool))
         if interrupted:
             said = reply.spoken_text
         elif self.assistant_text is not None:
             said = self.assistant_text
         else:
             said = reply.text.strip()
-        entries.append(HistoryEntry("assistant", said, self.turn_id, interrupted=interrupted))
+        entries.append(HistoryEntry("assistant", said, self.turn_id, interrupted=interrupted, tool=tool))
         await self.ctx.history.append(self.session_id, *entries)
 
     def _chunker(self, early_first: bool = True) -> SpeechChunker:
@@ -304,3 +373,12 @@ class Turn:
         for stage in ("llm_request", "llm_first_token", "first_chunk"):
             if stage in ts:
                 metrics.STAGE_LATENCY.labels(stage).observe(max(0.0, ts[stage] - origin))
+
+
+def exchanges(history: Sequence[HistoryEntry]) -> tuple[tuple[str, str], ...]:
+    """The (question, answer) pairs of a prompt's history, for the reply checks."""
+    pairs = []
+    for question, answer in itertools.pairwise(history):
+        if question.role == "user" and answer.role == "assistant":
+            pairs.append((question.content, answer.content))
+    return tuple(pairs)

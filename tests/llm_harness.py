@@ -8,14 +8,65 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fleet import eventually
+from llama_index.core.base.llms.types import ChatMessage
+from llama_index.core.llms import LLM
+from llama_index.core.tools import BaseTool
 
-from llm_orchestrator.backends import Backend, LlamaCppBackend, LlamaCppLLM
+from llm_orchestrator.backends import Backend, LlamaCppBackend, LlamaCppLLM, Piece, ToolRequest
 from llm_orchestrator.settings import LlmSettings
 from llm_orchestrator.worker import LlmService
 from voicefleet.bus import Bus, Entry
 from voicefleet.messages import Message, ReplyDone, SpeakRequest, TurnRequest, new_id, now
 from voicefleet.models import smollm2_gguf
 from voicefleet.settings import BusSettings
+
+
+class FakeBackend(Backend):
+    """Answers with fixed words, fails, never answers, or asks for a tool: for the orchestrator's logic only."""
+
+    def __init__(
+        self,
+        name: str,
+        behaviour: str = "ok",
+        words: Sequence[str] = ("Hi", " there."),
+        call: ToolRequest | None = None,
+    ) -> None:
+        self.name = name
+        self.behaviour = behaviour
+        self.words = words
+        self.call = call  # a call made under a grammar (no message: the tool's answer is spoken)
+        self.calls = 0
+
+    @property
+    def llm(self) -> LLM:
+        raise NotImplementedError
+
+    @property
+    def supports_tools(self) -> bool:
+        return self.call is not None
+
+    async def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int,
+        seed: int | None = None,
+        tools: Sequence[BaseTool] | None = None,
+    ) -> AsyncIterator[Piece]:
+        self.calls += 1
+        if self.call is not None and tools:
+            yield Piece(tool_calls=[self.call])
+            return
+        if self.behaviour == "down":
+            raise ConnectionError("connection refused")
+        if self.behaviour == "silent":
+            await asyncio.sleep(60)
+        if self.behaviour == "slow":
+            await asyncio.sleep(0.05)
+        for i, word in enumerate(self.words):
+            if self.behaviour == "stall" and i == 1:
+                await asyncio.sleep(60)
+            yield Piece(text=word)
 
 
 def load_llama(max_tokens: int = 48) -> LlamaCppBackend:

@@ -2,55 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
-from llama_index.core.base.llms.types import ChatMessage, MessageRole
-from llama_index.core.llms import LLM
-from llama_index.core.tools import BaseTool
+from llama_index.core.base.llms.types import MessageRole
+from llm_harness import FakeBackend
 
-from llm_orchestrator.backends import Backend, BackendError, BackendsUnavailable, FallbackChain, Piece
+from llm_orchestrator.backends import Backend, BackendError, BackendsUnavailable, FallbackChain
 from llm_orchestrator.history import History, HistoryEntry, trim
 from llm_orchestrator.prompt import PromptBuilder
 from llm_orchestrator.settings import LlmSettings
 from llm_orchestrator.tools_client import memory_items
 from voicefleet.bus import Bus
-
-
-class FakeBackend(Backend):
-    """Answers with fixed words, fails, or never answers: for the chain's logic only."""
-
-    def __init__(self, name: str, behaviour: str = "ok", words: Sequence[str] = ("Hi", " there.")) -> None:
-        self.name = name
-        self.behaviour = behaviour
-        self.words = words
-        self.calls = 0
-
-    @property
-    def llm(self) -> LLM:
-        raise NotImplementedError
-
-    async def stream(
-        self,
-        messages: Sequence[ChatMessage],
-        *,
-        max_tokens: int,
-        seed: int | None = None,
-        tools: Sequence[BaseTool] | None = None,
-    ) -> AsyncIterator[Piece]:
-        self.calls += 1
-        if self.behaviour == "down":
-            raise ConnectionError("connection refused")
-        if self.behaviour == "silent":
-            await asyncio.sleep(60)
-        if self.behaviour == "slow":
-            await asyncio.sleep(0.05)
-        for i, word in enumerate(self.words):
-            if self.behaviour == "stall" and i == 1:
-                await asyncio.sleep(60)
-            yield Piece(text=word)
 
 
 async def run_chain(chain: FallbackChain) -> tuple[str, str, list[tuple[list[str], str]]]:
@@ -167,9 +130,14 @@ def test_history_leaves_in_blocks_so_the_prompt_prefix_stays_put() -> None:
         return trim(conversation(turns), max_turns=4, token_budget=10_000)[0].content
 
     assert [first_kept(t) for t in range(1, 9)] == [
-        "question 1", "question 1", "question 1", "question 1",  # window not full yet
-        "question 3", "question 3",  # then the oldest two leave together...
-        "question 5", "question 5",  # ...and the prefix holds for two turns
+        "question 1",
+        "question 1",
+        "question 1",
+        "question 1",  # window not full yet
+        "question 3",
+        "question 3",  # then the oldest two leave together...
+        "question 5",
+        "question 5",  # ...and the prefix holds for two turns
     ]
     assert all(len(trim(conversation(t), 4, 10_000)) <= 8 for t in range(1, 20))  # never over 4 exchanges
 

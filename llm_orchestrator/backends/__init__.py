@@ -39,7 +39,8 @@ def llamacpp_backend(settings: LlmSettings) -> LlamaCppBackend:
             temperature=settings.temperature,
             top_p=settings.top_p,
             repeat_penalty=settings.repeat_penalty,
-        )
+        ),
+        tool_grammar=settings.tool_grammar,
     )
 
 

@@ -71,6 +71,9 @@ class Backend(ABC):
     ) -> AsyncIterator[Piece]:
         """The reply, piece by piece, as the model writes it."""
 
+    async def prefetch(self, messages: Sequence[ChatMessage]) -> None:  # noqa: B027 (optional hook)
+        """Read a prompt the next turn will start with, so that it is cached by then (in-process models)."""
+
     async def close(self) -> None:  # noqa: B027 (optional hook)
         """Release the model or connections."""
 

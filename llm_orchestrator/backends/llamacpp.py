@@ -22,6 +22,7 @@ import asyncio
 import logging
 import threading
 import time
+import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
@@ -43,7 +44,8 @@ from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_ca
 from llama_index.core.tools import BaseTool
 from pydantic import PrivateAttr
 
-from .base import Backend, BackendError, Piece
+from . import tool_grammar
+from .base import Backend, BackendError, Piece, ToolRequest
 
 log = logging.getLogger(__name__)
 
@@ -264,8 +266,19 @@ class LlamaCppLLM(CustomLLM):
 
 
 _GENERATION_OPTIONS = frozenset(
-    {"max_tokens", "temperature", "top_p", "top_k", "repeat_penalty", "seed", "stop", "min_p"}
+    {"max_tokens", "temperature", "top_p", "top_k", "repeat_penalty", "seed", "stop", "min_p", "grammar"}
 )
+
+
+def _with_tools(messages: Sequence[ChatMessage], tools: Sequence[BaseTool]) -> list[ChatMessage]:
+    """The messages with the tools described at the end of the system message (added if there is none)."""
+    out = list(messages)
+    described = tool_grammar.tools_prompt(tools)
+    if out and out[0].role == MessageRole.SYSTEM:
+        out[0] = ChatMessage(role=MessageRole.SYSTEM, content=f"{out[0].content}\n\n{described}")
+    else:
+        out.insert(0, ChatMessage(role=MessageRole.SYSTEM, content=described))
+    return out
 
 
 def _to_dict(message: ChatMessage) -> dict[str, str]:
@@ -274,16 +287,27 @@ def _to_dict(message: ChatMessage) -> dict[str, str]:
 
 
 class LlamaCppBackend(Backend):
-    """The embedded default: any GGUF chat model in this process."""
+    """The embedded default: any GGUF chat model in this process.
+
+    With ``tool_grammar`` it offers tools (see :mod:`.tool_grammar`): the
+    model sees them in its system message and is sampled under a grammar
+    that allows one valid call or plain text.
+    """
 
     name = "llamacpp"
 
-    def __init__(self, llm: LlamaCppLLM) -> None:
+    def __init__(self, llm: LlamaCppLLM, tool_grammar: bool = False) -> None:
         self._llm = llm
+        self.tool_grammar = tool_grammar
+        self._grammars: dict[tuple[str, ...], Any] = {}
 
     @property
     def llm(self) -> LLM:
         return self._llm
+
+    @property
+    def supports_tools(self) -> bool:
+        return self.tool_grammar
 
     async def start(self, warm_messages: Sequence[ChatMessage]) -> None:
         await self._llm.run_on_model_thread(self._llm.load)
@@ -291,6 +315,9 @@ class LlamaCppBackend(Backend):
             started = time.monotonic()
             await self._llm.run_on_model_thread(self._llm.warm, list(warm_messages))
             log.info("warmed the system prompt", extra={"ms": round((time.monotonic() - started) * 1000)})
+
+    async def prefetch(self, messages: Sequence[ChatMessage]) -> None:
+        await self._llm.run_on_model_thread(self._llm.warm, list(messages))
 
     async def stream(
         self,
@@ -300,9 +327,38 @@ class LlamaCppBackend(Backend):
         seed: int | None = None,
         tools: Sequence[BaseTool] | None = None,
     ) -> AsyncIterator[Piece]:
-        async with aclosing(self._llm.apieces(messages, max_tokens=max_tokens, seed=seed)) as pieces:
+        if not (tools and self.tool_grammar):
+            async with aclosing(self._llm.apieces(messages, max_tokens=max_tokens, seed=seed)) as pieces:
+                async for piece in pieces:
+                    yield Piece(text=piece)
+            return
+        messages = _with_tools(messages, tools)
+        grammar = self._grammar(tools)
+        call: str | None = None  # the reply so far, when it is a call (it starts with "{")
+        started = False
+        async with aclosing(self._llm.apieces(messages, max_tokens=max_tokens, seed=seed, grammar=grammar)) as pieces:
             async for piece in pieces:
-                yield Piece(text=piece)
+                if not started and piece.strip():
+                    started = True
+                    call = "" if piece.lstrip().startswith(tool_grammar.CALL_PREFIX) else None
+                if call is None:
+                    yield Piece(text=piece)
+                else:
+                    call += piece
+        if call is not None:
+            parsed = tool_grammar.parse_call(call)
+            if parsed is None:
+                log.warning("the model's tool call was cut short: %r", call[:200])
+                return
+            yield Piece(tool_calls=[ToolRequest(f"call-{uuid.uuid4().hex[:8]}", parsed[0], parsed[1])])
+
+    def _grammar(self, tools: Sequence[BaseTool]) -> Any:
+        key = tuple(sorted(t.metadata.get_name() for t in tools))
+        if key not in self._grammars:
+            from llama_cpp.llama_grammar import LlamaGrammar
+
+            self._grammars[key] = LlamaGrammar.from_string(tool_grammar.gbnf(tools), verbose=False)
+        return self._grammars[key]
 
     async def close(self) -> None:
         self._llm.shutdown()
