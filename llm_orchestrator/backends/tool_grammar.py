@@ -23,6 +23,7 @@ text ::= [^{ \t\n] [^\x00]*
 """
 
 CALL_PREFIX = "{"
+_DROPPED = ("title", "description", "maxLength", "minLength", "maxItems", "minItems", "pattern", "format")
 
 
 def call_schema(tools: Sequence[BaseTool]) -> dict[str, Any]:
@@ -43,8 +44,13 @@ def call_schema(tools: Sequence[BaseTool]) -> dict[str, Any]:
 
 
 def _plain(schema: dict[str, Any]) -> dict[str, Any]:
-    """The argument schema without titles and descriptions (they only lengthen the grammar)."""
-    out: dict[str, Any] = {k: v for k, v in schema.items() if k not in ("title", "description")}
+    """The argument schema without titles, descriptions and length bounds.
+
+    Titles and descriptions only lengthen the grammar. A length bound becomes one
+    nested optional rule per character (``maxLength: 1000`` made a 69 kB grammar
+    that crashed llama.cpp's sampler); the tools worker checks lengths anyway.
+    """
+    out: dict[str, Any] = {k: v for k, v in schema.items() if k not in _DROPPED}
     if "properties" in out:
         out["properties"] = {name: _plain(sub) for name, sub in out["properties"].items()}
     for key in ("anyOf", "oneOf"):
