@@ -102,6 +102,9 @@ class SessionRunner:
         self.last_id: bytes = start.entry_id
         self.ended = False
         self._fed = 0  # samples handed to the listener
+        # Samples of the audio frames up to ``last_id``: the marker pairs these two, never ``_fed``,
+        # which lags behind ``last_id`` while a batch is being analysed (a new owner undercounted then).
+        self._read = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self.listener = Listener(ctx.config, ctx.wake_models, None, ctx.endpoint)
         self._apply_wake_word(record.wake_word, report=False)
@@ -116,7 +119,7 @@ class SessionRunner:
     @property
     def position_marker(self) -> str:
         """``"<last entry id> <samples>"``: lets a new owner know the audio position."""
-        return f"{self.last_id.decode()} {self.start.position + self._fed}"
+        return f"{self.last_id.decode()} {self.start.position + self._read}"
 
     async def run(self) -> None:
         log.info(
@@ -150,8 +153,9 @@ class SessionRunner:
         for entry in entries:
             msg = entry.message
             if isinstance(msg, AudioFrame):
-                pcm = from_bytes(msg.audio)
-                audio.append(resample(pcm, msg.sample_rate))
+                pcm = resample(from_bytes(msg.audio), msg.sample_rate)
+                audio.append(pcm)
+                self._read += pcm.size
                 self.last_id = entry.id
                 continue
             if audio:  # control messages apply at their place in the audio
