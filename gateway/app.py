@@ -24,7 +24,7 @@ from voicefleet.service import Service
 from voicefleet.sessions import Sessions
 
 from . import auth, tts_routes
-from .connection import POLICY, TRY_LATER, UNSUPPORTED, Closing, Connection, close_with_error
+from .connection import POLICY, TRY_LATER, UNSUPPORTED, Closing, Connection, close_reason, close_with_error
 from .settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -112,22 +112,31 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         except auth.AuthError as exc:
             metrics.REFUSED.labels("auth").inc()
             log.info("refused connection: %s", exc.reason)
-            await ws.close(POLICY, reason=exc.reason)
+            await ws.close(POLICY, reason=close_reason(exc.reason))
             return
+        sessions = Sessions(fleet.bus)
         conn: Connection | None = None
+        reserved = False
         try:
-            if not await _under_user_limit(fleet, principal.user):
-                metrics.REFUSED.labels("too_many_connections").inc()
-                raise Closing("too_many_connections",
-                              f"You already have {settings.max_connections_per_user} open sessions; "
-                              "close one first.", TRY_LATER)
-            first = await _first_message(ws, settings)
             conn = Connection(ws, fleet.bus, settings, principal.user, await fleet.voices(),
                               await fleet.offered("wake_words", "stt"), fleet.connections, fleet.lingering,
                               gateway_instance=fleet.instance)
+            # The slot is taken now, before 'start', atomically: a socket held open counts, and
+            # simultaneous handshakes cannot all pass.
+            reserved = await sessions.reserve_slot(principal.user, conn.connection_id,
+                                                   settings.max_connections_per_user)
+            if not reserved:
+                metrics.REFUSED.labels("too_many_connections").inc()
+                raise Closing("too_many_connections",
+                              f"You already have {settings.max_connections_per_user} open connections; "
+                              "close one first.", TRY_LATER)
+            first = await _first_message(ws, settings)
             metrics.CONNECTIONS.inc()
             metrics.ACCEPTED.inc()
-            await conn.serve(first)
+            try:
+                await conn.serve(first)
+            finally:
+                metrics.CONNECTIONS.dec()
         except Closing as exc:
             await close_with_error(ws, exc)
         except WebSocketDisconnect:
@@ -136,8 +145,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             await close_with_error(ws, Closing("bus_unavailable",
                                       "The assistant's message bus is unreachable; try again shortly.", TRY_LATER))
         finally:
-            if conn is not None:
-                metrics.CONNECTIONS.dec()
+            if conn is not None and reserved:
+                with contextlib.suppress(*REDIS_DOWN):
+                    await sessions.release_slot(principal.user, conn.connection_id)
 
     bearer = HTTPBearer(auto_error=False, description="A JWT, as for the WebSocket")
 
@@ -202,10 +212,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     return app
 
 
-async def _under_user_limit(fleet: Fleet, user: str) -> bool:
-    return await Sessions(fleet.bus).connected_count(user) < fleet.gateway.max_connections_per_user
-
-
 async def _first_message(ws: WebSocket, settings: GatewaySettings) -> Start:
     """The ``start`` message; a client that sends audio first gets the defaults."""
     try:
@@ -218,7 +224,7 @@ async def _first_message(ws: WebSocket, settings: GatewaySettings) -> Start:
         raise Closing("start_required", "The first message must be a JSON 'start' message "
                       '(for example {"type": "start", "sample_rate": 16000}).', UNSUPPORTED)
     try:
-        msg = codec.decode_text(message["text"], (Start,))
+        msg = codec.decode_text(message["text"], (Start,), settings.max_json_depth)
     except codec.DecodeError as exc:
         raise Closing("bad_start", f"The 'start' message was not understood: {exc.reason}.", UNSUPPORTED) from None
     assert isinstance(msg, Start)

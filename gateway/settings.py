@@ -40,6 +40,15 @@ class GatewaySettings(ServiceSettings):
         30.0, ge=0, description="How long a dropped client may resume its session (0: sessions end with the connection)"
     )
     max_frames_per_s: float = Field(100.0, gt=0, description="Sustained frame rate allowed per connection")
+    max_audio_speed: float = Field(
+        1.5, gt=0, description="Seconds of audio a client may send per second of wall time (counted at its own rate)"
+    )
+    audio_burst_s: float = Field(2.0, gt=0, description="Seconds of audio a client may send ahead of real time")
+    max_text_messages_per_s: float = Field(20.0, gt=0, description="JSON messages per second (bursts of as many)")
+    max_text_bytes_per_s: int = Field(
+        32768, gt=0, description="Bytes of JSON messages per second (bursts of as many)"
+    )
+    max_json_depth: int = Field(16, ge=2, le=64, description="Deepest nesting accepted in a client's JSON")
     min_sample_rate: int = Field(MIN_RATE, ge=MIN_RATE, description="Lowest client sample rate accepted (Hz)")
     max_sample_rate: int = Field(MAX_RATE, le=MAX_RATE, description="Highest client sample rate accepted (Hz)")
 

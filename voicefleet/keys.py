@@ -102,6 +102,14 @@ class Keys:
         """Sorted set of one user's open session ids (connection limit, timers)."""
         return f"{self.prefix}:u:{user}:sessions"
 
+    def user_slots(self, user: str) -> str:
+        """Sorted set of one user's connection slots (connection ids), scored by their last refresh.
+
+        Reserved at the WebSocket handshake, before ``start``, so that the per-user
+        connection limit holds for simultaneous handshakes and for idle sockets.
+        """
+        return f"{self.prefix}:u:{user}:slots"
+
     # --- pub/sub (best effort, for listeners present now) ---
     @property
     def cancel_channel(self) -> str:
