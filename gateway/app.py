@@ -160,9 +160,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         except auth.AuthError as exc:
             raise HTTPException(401, exc.reason, headers={"WWW-Authenticate": "Bearer"}) from None
 
+    async def user_id(principal: auth.Principal = Depends(require_user)) -> str:
+        return principal.user
+
     app.include_router(
         tts_routes.make_router(tts_routes.TtsHttpSettings.from_gateway(settings),
-                               dependencies=[Depends(require_user)])
+                               dependencies=[Depends(require_user)], get_user=user_id)
     )
 
     @app.get("/v1/health", summary="Which services are up, and how many processes of each")

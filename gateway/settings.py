@@ -56,6 +56,7 @@ class GatewaySettings(ServiceSettings):
     required_services: str = Field("stt,llm,tts,tools", description="Services /v1/health waits for")
     default_wake_word: str = Field("", description="Wake word for new sessions ('' = always listening)")
     tts_max_concurrent: int = Field(4, gt=0, description="POST /v1/tts requests at once")
+    tts_max_per_user: int = Field(2, gt=0, description="POST /v1/tts requests at once for one user")
     tts_timeout_s: float = Field(30.0, gt=0)
 
     @model_validator(mode="after")
