@@ -30,6 +30,7 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
 # --- settings: a production secret is generated, never a baked-in default ----
 touch .env
+chmod 600 .env  # it holds the signing secret: readable by its owner only
 if ! grep -q '^VF_GATEWAY_JWT_SECRET=' .env && [ -z "${VF_GATEWAY_JWT_SECRET:-}" ]; then
   say "generating a JWT secret into .env"
   echo "VF_GATEWAY_JWT_SECRET=$("$PY" -c 'import secrets; print(secrets.token_urlsafe(48))')" >> .env

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,7 +24,7 @@ from voicefleet.messages import Cancel, Start, json_schemas
 from voicefleet.service import Service
 from voicefleet.sessions import Sessions
 
-from . import auth, tts_routes
+from . import auth, guard, tts_routes
 from .connection import POLICY, TRY_LATER, UNSUPPORTED, Closing, Connection, close_reason, close_with_error
 from .settings import GatewaySettings
 
@@ -100,6 +101,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         "(`/v1/ws/audio`); see `/v1/schema` for the message schemas.",
         lifespan=lifespan,
     )
+    app.add_middleware(
+        guard.Guard,
+        max_body_bytes=settings.max_body_bytes,
+        hosts=guard.allowed_hosts(settings.allowed_hosts, settings.host, settings.public_url),
+        origins=guard.allowed_origins(settings.allowed_origins, settings.public_url),
+    )
     app.state.fleet = fleet
     app.state.bus = fleet.bus
     app.state.settings = settings
@@ -168,26 +175,36 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                                dependencies=[Depends(require_user)], get_user=user_id)
     )
 
+    def is_operator(request: Request) -> bool:
+        """Whether the request carries the operator token (``Authorization: Bearer``)."""
+        if settings.operator_token is None or not settings.operator_token.get_secret_value():
+            return False
+        given = request.headers.get("authorization", "")
+        expected = f"Bearer {settings.operator_token.get_secret_value()}"
+        return hmac.compare_digest(given.encode(), expected.encode())
+
     @app.get("/v1/health", summary="Which services are up, and how many processes of each")
-    async def health() -> JSONResponse:
+    async def health(request: Request) -> JSONResponse:
+        """Counts for anyone; hosts, PIDs and model paths only with the operator token."""
         try:
             live = await fleet.bus.health()
         except REDIS_DOWN:
             return JSONResponse({"status": "down", "redis": False, "services": {}}, status_code=503)
+        detailed = is_operator(request)
         services: dict[str, Any] = {}
         for name in sorted(set(live) | set(settings.required) | {"gateway"}):
             procs = live.get(name, [])
-            services[name] = {
-                "processes": len(procs),
-                "ready": sum(1 for p in procs if p.get("ready")),
-                "instances": procs,
-            }
+            services[name] = {"processes": len(procs), "ready": sum(1 for p in procs if p.get("ready"))}
+            if detailed:
+                services[name]["instances"] = procs
         ready = all(services[name]["ready"] > 0 for name in settings.required)
         return JSONResponse({"status": "ok" if ready else "degraded", "redis": True, "ready": ready,
                              "services": services})
 
-    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
-    async def prometheus() -> Response:
+    @app.get("/metrics", summary="Prometheus metrics (operator token, when one is set)", response_class=Response)
+    async def prometheus(request: Request) -> Response:
+        if settings.operator_token is not None and not is_operator(request):
+            raise HTTPException(401, "send the operator token", headers={"WWW-Authenticate": "Bearer"})
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/schema", summary="JSON Schemas of the WebSocket protocol")

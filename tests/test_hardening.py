@@ -6,16 +6,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from test_gateway import Gateway, open_session, recv_json, recv_until, serve_gateway
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 pytestmark = pytest.mark.fleet
+
+OPERATOR = "operator-token-for-the-tests-0123456789"
 
 
 @pytest.fixture
@@ -27,6 +31,9 @@ def gateway(fleet_env: dict[str, str], tmp_path: Path) -> Iterator[Gateway]:
         VF_GATEWAY_MAX_AUDIO_SPEED="1.5",
         VF_GATEWAY_AUDIO_BURST_S="2",
         VF_GATEWAY_MAX_JSON_DEPTH="8",
+        VF_GATEWAY_MAX_BODY_BYTES="4096",
+        VF_GATEWAY_OPERATOR_TOKEN=OPERATOR,
+        VF_GATEWAY_JWT_MAX_LIFETIME_S="86400",
     ) as gw:
         yield gw
 
@@ -188,3 +195,101 @@ async def test_sockets_held_without_start_take_a_slot(gateway: Gateway) -> None:
     # Slots are given back on close: a new connection gets one.
     ws, _ = await open_session(gateway)
     await ws.close()
+
+
+# ------------------------------------------------------------------ HTTP
+
+
+async def raw_post(gw: Gateway, headers: str, body: bytes) -> bytes:
+    """The start of the answer to a hand-written POST /v1/tts (the body is sent only in part, if at all)."""
+    port = int(gw.http.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(f"POST /v1/tts HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     f"{headers}\r\n".encode() + body)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(4096), 5)
+    finally:
+        writer.close()
+
+
+async def test_a_large_body_is_refused_before_authentication(gateway: Gateway) -> None:
+    # 16 MB announced, none of it sent: the answer comes from the header alone.
+    declared = await raw_post(gateway, "Content-Length: 16000000\r\n", b"")
+    assert declared.startswith(b"HTTP/1.1 413")
+    # Chunked (no length): refused once more than the limit has arrived.
+    chunk = b"1000\r\n" + b"x" * 4096 + b"\r\n"
+    chunked = await raw_post(gateway, "Transfer-Encoding: chunked\r\n", chunk * 2)
+    assert chunked.startswith(b"HTTP/1.1 413")
+    async with httpx.AsyncClient(base_url=gateway.http, timeout=10) as client:
+        small = await client.post("/v1/tts", json={"text": "hello"})
+        assert small.status_code == 401  # under the limit: authentication decides
+
+
+async def test_no_token_reaches_the_log(gateway: Gateway) -> None:
+    token = gateway.token()
+    async with connect(gateway.ws + f"?token={token}") as ws:
+        await ws.send(json.dumps({"type": "start", "sample_rate": 16000}))
+        await recv_until(ws, "ready")
+    async with httpx.AsyncClient(base_url=gateway.http, timeout=5) as client:
+        await client.get("/v1/voices", params={"token": token})
+    assert gateway.log is not None
+    text = gateway.log.read_text()
+    assert "token=[redacted]" in text  # the access log line is there, without its token
+    assert token not in text and token.split(".")[2] not in text
+
+
+async def test_the_page_has_security_headers(gateway: Gateway) -> None:
+    async with httpx.AsyncClient(base_url=gateway.http, timeout=5) as client:
+        page = await client.get("/")
+        health = await client.get("/v1/health")
+    for response in (page, health):
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["referrer-policy"] == "no-referrer"
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+
+
+async def test_host_and_origin_allow_lists(gateway: Gateway) -> None:
+    async with httpx.AsyncClient(base_url=gateway.http, timeout=5) as client:
+        assert (await client.get("/v1/health", headers={"host": "evil.example"})).status_code == 400
+        assert (await client.get("/v1/health", headers={"host": "localhost:8080"})).status_code == 200
+    url = gateway.ws + f"?token={gateway.token()}"
+    with pytest.raises(InvalidStatus) as info:
+        await connect(url, origin="http://evil.example")  # type: ignore[arg-type]
+    assert info.value.response.status_code == 403
+    async with connect(url, origin="http://localhost:3000") as ws:  # type: ignore[arg-type]
+        await ws.send(json.dumps({"type": "start", "sample_rate": 16000}))
+        await recv_until(ws, "ready")
+
+
+async def test_health_details_and_metrics_need_the_operator_token(gateway: Gateway) -> None:
+    operator = {"authorization": f"Bearer {OPERATOR}"}
+    async with httpx.AsyncClient(base_url=gateway.http, timeout=5) as client:
+        public = (await client.get("/v1/health")).json()
+        assert public["services"]["gateway"] == {"processes": 1, "ready": 1}
+        assert "pid" not in json.dumps(public) and "host" not in json.dumps(public)
+        detailed = (await client.get("/v1/health", headers=operator)).json()
+        assert detailed["services"]["gateway"]["instances"][0]["pid"] > 0
+        assert (await client.get("/metrics")).status_code == 401
+        assert (await client.get("/metrics", headers={"authorization": f"Bearer {gateway.token()}"})).status_code == 401
+        assert "vf_ws_connections" in (await client.get("/metrics", headers=operator)).text
+
+
+@pytest.mark.parametrize(
+    ("claims", "reason"),
+    [
+        ({"sub": " alice"}, "subject"),
+        ({"sub": "alice "}, "subject"),
+        ({"iat": int(time.time()), "exp": int(time.time()) + 10 * 365 * 86400}, "lifetime"),
+        ({"exp": str(int(time.time()) + 600)}, "'exp' must be a number"),
+    ],
+    ids=["leading_space", "trailing_space", "ten_years", "string_exp"],
+)
+async def test_doubtful_tokens_are_refused(gateway: Gateway, claims: dict, reason: str) -> None:
+    async with connect(gateway.ws + f"?token={gateway.token(**claims)}") as ws:
+        with pytest.raises(ConnectionClosed) as info:
+            await asyncio.wait_for(ws.recv(), 5)
+    assert info.value.rcvd is not None and info.value.rcvd.code == 1008
+    assert reason in info.value.rcvd.reason
