@@ -13,9 +13,13 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from fleet import eventually
 from test_gateway import Gateway, open_session, recv_json, recv_until, serve_gateway
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from voicefleet.bus import Bus
+from voicefleet.messages import TranscriptFinal
 
 pytestmark = pytest.mark.fleet
 
@@ -293,3 +297,19 @@ async def test_doubtful_tokens_are_refused(gateway: Gateway, claims: dict, reaso
             await asyncio.wait_for(ws.recv(), 5)
     assert info.value.rcvd is not None and info.value.rcvd.code == 1008
     assert reason in info.value.rcvd.reason
+
+
+# ------------------------------------------------------------------ Redis
+
+
+async def test_a_live_sessions_streams_expire_unless_refreshed(gateway: Gateway, bus: Bus) -> None:
+    ws, sid = await open_session(gateway)
+    async with ws:
+        await bus.emit(TranscriptFinal(session_id=sid, turn_id="t1", text="hello"))
+        await recv_until(ws, "transcript_final")
+
+        async def both_expire() -> bool:
+            ttls = [await bus.redis.ttl(bus.keys.audio(sid)), await bus.redis.ttl(bus.keys.out(sid))]
+            return all(t > 0 for t in ttls)
+
+        await eventually(both_expire, 8)  # the keepalive runs every 2 s

@@ -142,7 +142,14 @@ class Sessions:
         pipe.exists(key)
         pipe.hset(key, mapping=record.to_hash())  # type: ignore[arg-type]
         pipe.expire(key, SESSION_TTL_S)
+        # Every per-session key lives as long as the session is refreshed, and no longer: after a
+        # gateway crash nothing refreshes them, and they expire instead of staying forever.
+        for per_session in (self.keys.audio(session_id), self.keys.out(session_id),
+                            self.keys.current_turn(session_id)):
+            pipe.expire(per_session, SESSION_TTL_S)
         pipe.zadd(self.keys.sessions, {session_id: now})
+        # Entries nobody refreshed for as long as a record lives are sessions of a gateway that died.
+        pipe.zremrangebyscore(self.keys.sessions, "-inf", now - SESSION_TTL_S)
         if attached:
             pipe.zadd(self.keys.user_sessions(record.user), {session_id: now})
         else:
