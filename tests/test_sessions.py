@@ -11,7 +11,7 @@ import pytest
 from voicefleet import audio
 from voicefleet.bus import SESSION_TTL_S, Bus
 from voicefleet.messages import AudioChunk, Notice
-from voicefleet.sessions import SessionRecord, Sessions
+from voicefleet.sessions import CLOSED_TTL_S, SessionRecord, Sessions
 
 
 async def test_the_record_round_trips_and_bad_fields_keep_their_defaults(bus: Bus) -> None:
@@ -108,3 +108,18 @@ async def test_connection_slots_are_reserved_atomically(bus: Bus) -> None:
     await sessions.release_slot("bob", holders[0])
     assert await sessions.reserve_slot("bob", "late", 3)
     assert not await sessions.reserve_slot("bob", "later", 3)
+
+
+async def test_closing_a_session_lets_every_key_of_it_expire_soon(bus: Bus) -> None:
+    sessions = Sessions(bus)
+    await sessions.open("s2", SessionRecord(user="alice"))
+    turn = await sessions.start_turn("s2")
+    await bus.emit(Notice(session_id="s2", code="hello", message="hi"))
+    await bus.redis.rpush(bus.keys.history("s2"), "{}")
+    await bus.redis.hset(bus.keys.turn_progress("s2", turn), "spoken", "1")
+    await bus.redis.expire(bus.keys.turn_progress("s2", turn), 600)
+    await sessions.close("s2", "alice", "test")
+    keys = [k async for k in bus.redis.scan_iter(match=bus.keys.session_pattern("s2"), count=500)]
+    assert len(keys) >= 6  # record, audio, out, turn, history, progress, the cancel marker
+    for key in keys:
+        assert 0 < await bus.redis.ttl(key) <= CLOSED_TTL_S, key

@@ -57,6 +57,10 @@ class Keys:
         """Events and reply audio going back to the client of one session."""
         return f"{self.prefix}:s:{session_id}:out"
 
+    def session_pattern(self, session_id: str) -> str:
+        """SCAN pattern of every key of one session (all of them live under ``s:<id>:``)."""
+        return f"{self.prefix}:s:{session_id}:*"
+
     # --- per-session state ---
     def session(self, session_id: str) -> str:
         """Hash: the :class:`~voicefleet.sessions.SessionRecord` (expires after the session).

@@ -222,13 +222,21 @@ class Sessions:
         pipe = self.bus.redis.pipeline(transaction=False)
         pipe.zrem(self.keys.sessions, session_id)
         pipe.zrem(self.keys.user_sessions(user), session_id)
-        pipe.expire(self.keys.session(session_id), CLOSED_TTL_S)
-        pipe.expire(self.keys.out(session_id), CLOSED_TTL_S)
-        pipe.expire(self.keys.audio(session_id), CLOSED_TTL_S)
-        pipe.expire(self.keys.history(session_id), SESSION_TTL_S)
         await pipe.execute()
         await self.bus.add(self.keys.audio(session_id), SessionEnded(session_id=session_id, reason=reason))
         await self.announce(session_id)
+        await self._expire_all(session_id, CLOSED_TTL_S)
+
+    async def _expire_all(self, session_id: str, ttl_s: int) -> None:
+        """Every key of the session (record, streams, history, turn markers and progress) gone within ``ttl_s``.
+
+        Found by SCAN, since the per-turn keys cannot be listed otherwise; LT only
+        shortens, so a key meant to go sooner keeps its own TTL.
+        """
+        pipe = self.bus.redis.pipeline(transaction=False)
+        async for key in self.bus.redis.scan_iter(match=self.keys.session_pattern(session_id), count=500):
+            pipe.expire(key, ttl_s, lt=True)
+        await pipe.execute()
 
     # ------------------------------------------------------- open sessions
     async def user_sessions(self, user: str) -> list[str]:
