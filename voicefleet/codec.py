@@ -129,7 +129,7 @@ def parse_untrusted(raw: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
     try:
         text = raw.decode() if isinstance(raw, bytes) else raw
     except UnicodeDecodeError as exc:
-        raise DecodeError(f"not valid UTF-8 ({exc.reason})") from None
+        raise DecodeError(f"not valid JSON (not UTF-8: {exc.reason})") from None
     if json_depth(text) > max_depth:
         raise DecodeError(f"JSON nested deeper than {max_depth} levels")
     try:
