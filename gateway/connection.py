@@ -225,6 +225,8 @@ class Connection:
                 wake_words=self.wake_words,
                 voices=self.voices,
                 max_frame_bytes=s.max_frame_bytes,
+                max_audio_speed=s.max_audio_speed,
+                audio_burst_s=s.audio_burst_s,
                 resumed=bool(first.resume_session_id) and not resume_failed,
                 stream_id=self.last_out_id.decode(),
             )

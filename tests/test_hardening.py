@@ -18,8 +18,10 @@ from test_gateway import Gateway, open_session, recv_json, recv_until, serve_gat
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from audio_client.headless import HeadlessClient
+from audio_client.protocol import StartOptions
 from voicefleet.bus import Bus
-from voicefleet.messages import TranscriptFinal
+from voicefleet.messages import Interrupt, TranscriptFinal
 
 pytestmark = pytest.mark.fleet
 
@@ -313,3 +315,14 @@ async def test_a_live_sessions_streams_expire_unless_refreshed(gateway: Gateway,
             return all(t > 0 for t in ttls)
 
         await eventually(both_expire, 8)  # the keepalive runs every 2 s
+
+
+async def test_a_racing_client_paces_itself_by_the_speed_the_gateway_announces(gateway: Gateway) -> None:
+    # The headless client's fast mode (5x real time on its own) must stay under 1.5x here.
+    async with HeadlessClient(gateway.ws.removesuffix("/v1/ws/audio"), gateway.token(),
+                              StartOptions(wake_word="")) as client:
+        assert client.ready.max_audio_speed == 1.5 and client.ready.audio_burst_s == 2
+        result = await client.say(np.zeros(8 * 16000, np.int16), realtime=False, trailing_silence_s=0,
+                                  timeout_s=8)
+        assert "audio_too_fast" not in " ".join(result.errors)
+        await client.session.send(Interrupt())  # still connected

@@ -272,6 +272,10 @@ class Ready(Message):
     wake_words: list[str] = Field(default_factory=list)
     voices: list[str] = Field(default_factory=list)
     max_frame_bytes: int = 0
+    #: Seconds of audio per second of wall time the gateway accepts, and how far ahead a client may be
+    #: (0: not said): a client streaming faster than real time paces itself by these.
+    max_audio_speed: float = 0.0
+    audio_burst_s: float = 0.0
     resumed: bool = False
 
 
