@@ -351,13 +351,19 @@ class HeadlessClient:
         padded = np.concatenate([samples.astype(np.int16), np.zeros(int(trailing_silence_s * BUS_RATE), np.int16)])
         end_sample = round(collector.result.speech_end_s * BUS_RATE) if collector.result.speech_end_s else None
         period = size / BUS_RATE if realtime else 1 / FAST_FRAMES_PER_S
+        # Racing stays under the gateway's audio speed limit: ahead of real time by at most half its
+        # burst, then at 90% of the speed it allows.
+        ready = self.session.ready
+        speed = ready.max_audio_speed * 0.9 if ready and ready.max_audio_speed and not realtime else 0.0
+        ahead_s = ready.audio_burst_s / 2 if ready and speed else 0.0
         start = time.monotonic()
         for count, offset in enumerate(range(0, len(padded), size), start=1):
             frame = padded[offset : offset + size]
             await self.session.send_audio(frame.tobytes())
             if end_sample is not None and collector.origin_mono is None and offset + len(frame) >= end_sample:
                 collector.origin_mono, collector.origin_wall = time.monotonic(), time.time()
-            await _sleep_until(start + count * period)
+            paced = (offset + len(frame)) / BUS_RATE - ahead_s
+            await _sleep_until(start + max(count * period, paced / speed if speed else 0.0))
         if collector.origin_mono is None:  # no speech found: time from the end of the input
             collector.origin_mono, collector.origin_wall = time.monotonic(), time.time()
         await self._stream_silence(float("inf"))  # until the turn ends and this task is cancelled

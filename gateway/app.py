@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,8 +24,8 @@ from voicefleet.messages import Cancel, Start, json_schemas
 from voicefleet.service import Service
 from voicefleet.sessions import Sessions
 
-from . import auth, tts_routes
-from .connection import POLICY, TRY_LATER, UNSUPPORTED, Closing, Connection, close_with_error
+from . import auth, guard, tts_routes
+from .connection import POLICY, TRY_LATER, UNSUPPORTED, Closing, Connection, close_reason, close_with_error
 from .settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         "(`/v1/ws/audio`); see `/v1/schema` for the message schemas.",
         lifespan=lifespan,
     )
+    app.add_middleware(
+        guard.Guard,
+        max_body_bytes=settings.max_body_bytes,
+        hosts=guard.allowed_hosts(settings.allowed_hosts, settings.host, settings.public_url),
+        origins=guard.allowed_origins(settings.allowed_origins, settings.public_url),
+    )
     app.state.fleet = fleet
     app.state.bus = fleet.bus
     app.state.settings = settings
@@ -112,22 +119,31 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         except auth.AuthError as exc:
             metrics.REFUSED.labels("auth").inc()
             log.info("refused connection: %s", exc.reason)
-            await ws.close(POLICY, reason=exc.reason)
+            await ws.close(POLICY, reason=close_reason(exc.reason))
             return
+        sessions = Sessions(fleet.bus)
         conn: Connection | None = None
+        reserved = False
         try:
-            if not await _under_user_limit(fleet, principal.user):
-                metrics.REFUSED.labels("too_many_connections").inc()
-                raise Closing("too_many_connections",
-                              f"You already have {settings.max_connections_per_user} open sessions; "
-                              "close one first.", TRY_LATER)
-            first = await _first_message(ws, settings)
             conn = Connection(ws, fleet.bus, settings, principal.user, await fleet.voices(),
                               await fleet.offered("wake_words", "stt"), fleet.connections, fleet.lingering,
                               gateway_instance=fleet.instance)
+            # The slot is taken now, before 'start', atomically: a socket held open counts, and
+            # simultaneous handshakes cannot all pass.
+            reserved = await sessions.reserve_slot(principal.user, conn.connection_id,
+                                                   settings.max_connections_per_user)
+            if not reserved:
+                metrics.REFUSED.labels("too_many_connections").inc()
+                raise Closing("too_many_connections",
+                              f"You already have {settings.max_connections_per_user} open connections; "
+                              "close one first.", TRY_LATER)
+            first = await _first_message(ws, settings)
             metrics.CONNECTIONS.inc()
             metrics.ACCEPTED.inc()
-            await conn.serve(first)
+            try:
+                await conn.serve(first)
+            finally:
+                metrics.CONNECTIONS.dec()
         except Closing as exc:
             await close_with_error(ws, exc)
         except WebSocketDisconnect:
@@ -136,8 +152,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             await close_with_error(ws, Closing("bus_unavailable",
                                       "The assistant's message bus is unreachable; try again shortly.", TRY_LATER))
         finally:
-            if conn is not None:
-                metrics.CONNECTIONS.dec()
+            if conn is not None and reserved:
+                with contextlib.suppress(*REDIS_DOWN):
+                    await sessions.release_slot(principal.user, conn.connection_id)
 
     bearer = HTTPBearer(auto_error=False, description="A JWT, as for the WebSocket")
 
@@ -150,31 +167,44 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         except auth.AuthError as exc:
             raise HTTPException(401, exc.reason, headers={"WWW-Authenticate": "Bearer"}) from None
 
+    async def user_id(principal: auth.Principal = Depends(require_user)) -> str:
+        return principal.user
+
     app.include_router(
         tts_routes.make_router(tts_routes.TtsHttpSettings.from_gateway(settings),
-                               dependencies=[Depends(require_user)])
+                               dependencies=[Depends(require_user)], get_user=user_id)
     )
 
+    def is_operator(request: Request) -> bool:
+        """Whether the request carries the operator token (``Authorization: Bearer``)."""
+        if settings.operator_token is None or not settings.operator_token.get_secret_value():
+            return False
+        given = request.headers.get("authorization", "")
+        expected = f"Bearer {settings.operator_token.get_secret_value()}"
+        return hmac.compare_digest(given.encode(), expected.encode())
+
     @app.get("/v1/health", summary="Which services are up, and how many processes of each")
-    async def health() -> JSONResponse:
+    async def health(request: Request) -> JSONResponse:
+        """Counts for anyone; hosts, PIDs and model paths only with the operator token."""
         try:
             live = await fleet.bus.health()
         except REDIS_DOWN:
             return JSONResponse({"status": "down", "redis": False, "services": {}}, status_code=503)
+        detailed = is_operator(request)
         services: dict[str, Any] = {}
         for name in sorted(set(live) | set(settings.required) | {"gateway"}):
             procs = live.get(name, [])
-            services[name] = {
-                "processes": len(procs),
-                "ready": sum(1 for p in procs if p.get("ready")),
-                "instances": procs,
-            }
+            services[name] = {"processes": len(procs), "ready": sum(1 for p in procs if p.get("ready"))}
+            if detailed:
+                services[name]["instances"] = procs
         ready = all(services[name]["ready"] > 0 for name in settings.required)
         return JSONResponse({"status": "ok" if ready else "degraded", "redis": True, "ready": ready,
                              "services": services})
 
-    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
-    async def prometheus() -> Response:
+    @app.get("/metrics", summary="Prometheus metrics (operator token, when one is set)", response_class=Response)
+    async def prometheus(request: Request) -> Response:
+        if settings.operator_token is not None and not is_operator(request):
+            raise HTTPException(401, "send the operator token", headers={"WWW-Authenticate": "Bearer"})
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/schema", summary="JSON Schemas of the WebSocket protocol")
@@ -202,10 +232,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     return app
 
 
-async def _under_user_limit(fleet: Fleet, user: str) -> bool:
-    return await Sessions(fleet.bus).connected_count(user) < fleet.gateway.max_connections_per_user
-
-
 async def _first_message(ws: WebSocket, settings: GatewaySettings) -> Start:
     """The ``start`` message; a client that sends audio first gets the defaults."""
     try:
@@ -218,7 +244,7 @@ async def _first_message(ws: WebSocket, settings: GatewaySettings) -> Start:
         raise Closing("start_required", "The first message must be a JSON 'start' message "
                       '(for example {"type": "start", "sample_rate": 16000}).', UNSUPPORTED)
     try:
-        msg = codec.decode_text(message["text"], (Start,))
+        msg = codec.decode_text(message["text"], (Start,), settings.max_json_depth)
     except codec.DecodeError as exc:
         raise Closing("bad_start", f"The 'start' message was not understood: {exc.reason}.", UNSUPPORTED) from None
     assert isinstance(msg, Start)

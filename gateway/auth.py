@@ -76,13 +76,32 @@ def verify(token: str | None, settings: GatewaySettings) -> Principal:
         raise AuthError("token signature is invalid") from None
     except jwt.InvalidTokenError as exc:
         raise AuthError(f"token is invalid ({exc})") from None
-    user = str(claims["sub"]).strip()
-    if not user or len(user) > 128:
-        raise AuthError("token subject is empty or too long")
-    return Principal(user=user, claims=claims)
+    return Principal(user=_subject(claims, settings.jwt_max_lifetime_s), claims=claims)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _subject(claims: dict[str, Any], max_lifetime_s: int) -> str:
+    """The user, once the claims PyJWT leaves to us are checked (types, lifetime, the subject's form)."""
+    # RFC 7519: NumericDate claims are numbers; PyJWT also takes a numeric string.
+    for name in ("exp", "iat", "nbf"):
+        if name in claims and not _number(claims[name]):
+            raise AuthError(f"token claim '{name}' must be a number")
+    issued = claims.get("iat", time.time())
+    if claims["exp"] - issued > max_lifetime_s:
+        raise AuthError("token lifetime is longer than this server accepts")
+    user = claims["sub"]
+    # Not stripped: " alice" and "alice" would otherwise be the same user.
+    if not isinstance(user, str) or not user or user != user.strip() or len(user) > 128:
+        raise AuthError("token subject is empty, too long or padded with spaces")
+    return user
 
 
 def mint(sub: str, ttl_s: int, settings: GatewaySettings, extra: dict[str, Any] | None = None) -> str:
+    if ttl_s > settings.jwt_max_lifetime_s:
+        raise AuthError(f"a token may live at most {settings.jwt_max_lifetime_s} s (VF_GATEWAY_JWT_MAX_LIFETIME_S)")
     now = int(time.time())
     claims = {
         "sub": sub,

@@ -81,17 +81,19 @@ class TakenOver(Exception):
 
 
 class RateLimit:
-    """Token bucket: ``rate`` frames per second sustained, bursts up to one second's worth."""
+    """Token bucket: ``rate`` units per second sustained, bursts up to ``burst`` (one second's worth by default)."""
 
-    def __init__(self, rate: float) -> None:
-        self.rate, self.tokens, self.last = rate, rate, time.monotonic()
+    def __init__(self, rate: float, burst: float | None = None) -> None:
+        self.rate = rate
+        self.burst = rate if burst is None else burst
+        self.tokens, self.last = self.burst, time.monotonic()
 
-    def allow(self) -> bool:
+    def allow(self, amount: float = 1.0) -> bool:
         now = time.monotonic()
-        self.tokens = min(self.rate, self.tokens + (now - self.last) * self.rate)
+        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
         self.last = now
-        if self.tokens >= 1:
-            self.tokens -= 1
+        if self.tokens >= amount:
+            self.tokens -= amount
             return True
         return False
 
@@ -131,6 +133,10 @@ class Connection:
         self.resampler: soxr.ResampleStream | None = None
         self.client_rate = BUS_RATE
         self.limiter = RateLimit(settings.max_frames_per_s)
+        #: Seconds of audio, counted at the client's declared rate before any resampling.
+        self.audio_budget = RateLimit(settings.max_audio_speed, settings.audio_burst_s)
+        self.text_budget = RateLimit(settings.max_text_messages_per_s)
+        self.text_bytes_budget = RateLimit(settings.max_text_bytes_per_s)
         self._send_lock = asyncio.Lock()
         self._bus_down_reported = False
         self.last_out_id: bytes = b"0-0"
@@ -219,6 +225,8 @@ class Connection:
                 wake_words=self.wake_words,
                 voices=self.voices,
                 max_frame_bytes=s.max_frame_bytes,
+                max_audio_speed=s.max_audio_speed,
+                audio_burst_s=s.audio_burst_s,
                 resumed=bool(first.resume_session_id) and not resume_failed,
                 stream_id=self.last_out_id.decode(),
             )
@@ -390,6 +398,11 @@ class Connection:
             raise Closing("too_many_frames",
                           f"More than {self.settings.max_frames_per_s:.0f} frames per second were sent; "
                           "send larger frames less often.", POLICY)
+        if not self.audio_budget.allow(len(data) / 2 / self.client_rate):
+            raise Closing("audio_too_fast",
+                          f"Audio arrived faster than {self.settings.max_audio_speed:g}x real time "
+                          f"(beyond a {self.settings.audio_burst_s:g} s burst); stream it as it is recorded.",
+                          POLICY)
         metrics.FRAMES_IN.inc()
         pcm = data
         if self.resampler is not None:
@@ -402,8 +415,16 @@ class Connection:
         await self._to_bus(self.keys.audio(self.session_id), frame, audio=True)
 
     async def _on_text(self, text: str) -> None:
+        if not self.text_budget.allow():
+            raise Closing("too_many_messages",
+                          f"More than {self.settings.max_text_messages_per_s:g} messages per second were sent.",
+                          POLICY)
+        if not self.text_bytes_budget.allow(len(text.encode(errors="surrogatepass"))):
+            raise Closing("too_much_text",
+                          f"More than {self.settings.max_text_bytes_per_s} bytes of messages per second were sent.",
+                          POLICY)
         try:
-            msg = codec.decode_text(text, CLIENT_MESSAGES)
+            msg = codec.decode_text(text, CLIENT_MESSAGES, self.settings.max_json_depth)
         except codec.DecodeError as exc:
             metrics.BAD_MESSAGES.labels("gateway").inc()
             await self._send_error("bad_message", f"That message was not understood: {exc.reason}.")
@@ -544,6 +565,7 @@ class Connection:
         while True:
             await asyncio.sleep(2.0)
             try:
+                await self.sessions.refresh_slot(self.user, self.connection_id)
                 attached = await self.sessions.attached_connection(self.session_id)
                 if attached and attached != self.connection_id:
                     raise TakenOver
@@ -562,7 +584,16 @@ async def close_with_error(ws: WebSocket, err: Closing, session_id: str = "") ->
         return
     with contextlib.suppress(Exception):
         await ws.send_text(codec.encode_text(Error(session_id=session_id, code=err.error, message=err.message)))
-        await ws.close(err.close_code, reason=err.message[:120])
+        await ws.close(err.close_code, reason=close_reason(err.message))
+
+
+#: RFC 6455: a close frame's reason is at most 123 bytes of UTF-8.
+MAX_CLOSE_REASON_BYTES = 123
+
+
+def close_reason(text: str) -> str:
+    """``text`` cut to fit a close frame: 123 bytes of UTF-8, never a split character."""
+    return text.encode(errors="replace")[:MAX_CLOSE_REASON_BYTES].decode(errors="ignore")
 
 
 def _after_last_event(outputs: list[Message | bytes]) -> list[bytes]:

@@ -27,6 +27,9 @@ class GatewaySettings(ServiceSettings):
     jwt_audience: str = "voicefleet"
     jwt_issuer: str = "voicefleet"
     jwt_leeway_s: int = 10
+    jwt_max_lifetime_s: int = Field(
+        7 * 86400, gt=0, description="Longest token lifetime accepted (exp - iat); longer tokens are refused"
+    )
     dev_signin: bool = Field(False, description="Let the page mint a token for any name (development only)")
 
     # --- limits ---
@@ -40,13 +43,36 @@ class GatewaySettings(ServiceSettings):
         30.0, ge=0, description="How long a dropped client may resume its session (0: sessions end with the connection)"
     )
     max_frames_per_s: float = Field(100.0, gt=0, description="Sustained frame rate allowed per connection")
+    max_audio_speed: float = Field(
+        1.5, gt=0, description="Seconds of audio a client may send per second of wall time (counted at its own rate)"
+    )
+    audio_burst_s: float = Field(2.0, gt=0, description="Seconds of audio a client may send ahead of real time")
+    max_text_messages_per_s: float = Field(20.0, gt=0, description="JSON messages per second (bursts of as many)")
+    max_text_bytes_per_s: int = Field(
+        32768, gt=0, description="Bytes of JSON messages per second (bursts of as many)"
+    )
+    max_json_depth: int = Field(16, ge=2, le=64, description="Deepest nesting accepted in a client's JSON")
     min_sample_rate: int = Field(MIN_RATE, ge=MIN_RATE, description="Lowest client sample rate accepted (Hz)")
     max_sample_rate: int = Field(MAX_RATE, le=MAX_RATE, description="Highest client sample rate accepted (Hz)")
+
+    # --- HTTP front door ---
+    max_body_bytes: int = Field(65536, gt=0, description="Largest HTTP request body, refused before authentication")
+    public_url: str = Field("", description="The URL clients use (e.g. https://voice.example.org): its host is allowed")
+    allowed_hosts: str = Field(
+        "", description="More Host names to answer for, comma-separated ('*': any); localhost is always allowed"
+    )
+    allowed_origins: str = Field(
+        "", description="More web origins allowed to open the WebSocket, comma-separated (same-origin always is)"
+    )
+    operator_token: SecretStr | None = Field(
+        None, description="Bearer token for /v1/health details and /metrics (unset: no details, /metrics open)"
+    )
 
     # --- fleet ---
     required_services: str = Field("stt,llm,tts,tools", description="Services /v1/health waits for")
     default_wake_word: str = Field("", description="Wake word for new sessions ('' = always listening)")
     tts_max_concurrent: int = Field(4, gt=0, description="POST /v1/tts requests at once")
+    tts_max_per_user: int = Field(2, gt=0, description="POST /v1/tts requests at once for one user")
     tts_timeout_s: float = Field(30.0, gt=0)
 
     @model_validator(mode="after")

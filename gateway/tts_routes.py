@@ -39,6 +39,7 @@ class TtsHttpSettings(BaseModel):
     """Limits of the HTTP TTS routes, taken from the gateway's settings (see :meth:`from_gateway`)."""
 
     max_concurrent: int = Field(4, ge=1, description="Syntheses in flight per gateway process; more get 429")
+    max_per_user: int = Field(2, ge=1, description="Syntheses in flight for one user; more get 429 (fairness)")
     timeout_s: float = Field(30.0, gt=0, description="Longest wait for a whole synthesis before 503")
     max_text_chars: int = Field(2000, ge=1, description="Longer texts get 413 (keep equal to VF_TTS_MAX_TEXT_CHARS)")
     default_sample_rate: int = Field(22050, ge=MIN_RATE, le=MAX_RATE, description="WAV rate when none is asked")
@@ -47,6 +48,7 @@ class TtsHttpSettings(BaseModel):
     def from_gateway(cls, settings: GatewaySettings) -> TtsHttpSettings:
         return cls(
             max_concurrent=settings.tts_max_concurrent,
+            max_per_user=settings.tts_max_per_user,
             timeout_s=settings.tts_timeout_s,
             max_text_chars=settings.max_text_chars,
         )
@@ -91,22 +93,34 @@ def _wav(chunks: list[AudioChunk], default_rate: int) -> bytes:
     return out.getvalue()
 
 
+def anonymous() -> str:
+    """The default caller: every request counts as the same user."""
+    return ""
+
+
 def make_router(
     settings: TtsHttpSettings | None = None,
     get_bus: Callable[..., Bus] = bus_from_app_state,
     dependencies: Sequence[Any] | None = None,
+    get_user: Callable[..., Any] = anonymous,
 ) -> APIRouter:
-    """The TTS routes; ``dependencies`` (e.g. ``[Depends(require_jwt)]``) guard every route."""
+    """The TTS routes; ``dependencies`` (e.g. ``[Depends(require_jwt)]``) guard every route.
+
+    ``get_user`` (a dependency returning the caller's user id) shares the
+    slots fairly: no user holds more than ``max_per_user`` of them.
+    """
     limits = settings or TtsHttpSettings()
     router = APIRouter(tags=["speech"], dependencies=list(dependencies or []))
-    in_flight = 0  # per process; asyncio is single-threaded, so a plain counter is exact
+    # Per process; asyncio is single-threaded, so plain counters are exact.
+    in_flight = 0
+    by_user: dict[str, int] = {}
 
     @router.post(
         "/v1/tts",
         response_class=Response,
         responses={200: {"content": {"audio/wav": {}}, "description": "16-bit mono WAV"}},
     )
-    async def synthesize(body: TtsBody, bus: Bus = Depends(get_bus)) -> Response:
+    async def synthesize(body: TtsBody, bus: Bus = Depends(get_bus), user: str = Depends(get_user)) -> Response:
         """Speak ``text`` and return the audio as a WAV file."""
         nonlocal in_flight
         if not body.text.strip():
@@ -124,11 +138,22 @@ def make_router(
                 f"{limits.max_concurrent} syntheses are already running; try again in a moment.",
                 headers={"Retry-After": "1"},
             )
+        if by_user.get(user, 0) >= limits.max_per_user:
+            raise _problem(
+                429,
+                "too_many_requests",
+                f"You already have {limits.max_per_user} syntheses running; wait for one to finish.",
+                headers={"Retry-After": "1"},
+            )
         in_flight += 1
+        by_user[user] = by_user.get(user, 0) + 1
         try:
             return await _synthesize(bus, body)
         finally:
             in_flight -= 1
+            by_user[user] -= 1
+            if not by_user[user]:
+                del by_user[user]
 
     async def _synthesize(bus: Bus, body: TtsBody) -> Response:
         if not await _tts_workers(bus):
@@ -143,7 +168,7 @@ def make_router(
         started = time.monotonic()
         try:
             await bus.enqueue(bus.keys.speak, request)
-            chunks = await _collect(bus, request.request_id, started)
+            chunks = await _collect(bus, request, started)
         except REDIS_DOWN as exc:
             raise _problem(503, "bus_unavailable", "The message bus is not reachable right now.") from exc
         audio = _wav(chunks, request.sample_rate)
@@ -153,14 +178,16 @@ def make_router(
         )  # fmt: skip
         return Response(content=audio, media_type="audio/wav")
 
-    async def _collect(bus: Bus, request_id: str, started: float) -> list[AudioChunk]:
+    async def _collect(bus: Bus, request: TtsRequest, started: float) -> list[AudioChunk]:
         chunks: list[AudioChunk] = []
         while True:
             left = limits.timeout_s - (time.monotonic() - started)
-            reply = await bus.wait_reply(request_id, left) if left > 0 else None
+            reply = await bus.wait_reply(request.request_id, left) if left > 0 else None
             if reply is None:
-                # Nobody will read what the worker may still push: let it go now.
-                await bus.redis.delete(bus.keys.reply(request_id))
+                # Nobody will read what the worker may still push: stop it (a cancel keyed by the
+                # request id, which the worker checks between pieces) and let the replies go.
+                await bus.cancel(request.session_id, request.request_id, "timeout")
+                await bus.redis.delete(bus.keys.reply(request.request_id))
                 raise _problem(
                     503, "tts_timeout", f"Speech synthesis did not finish within {limits.timeout_s:g} seconds."
                 )

@@ -108,3 +108,50 @@ async def test_service_survives_bad_messages_and_handler_errors(bus: Bus, bus_se
         service.stop()
         await asyncio.wait_for(runner, 10)
     assert "echo" not in await bus.health()  # health key removed on clean stop
+
+
+async def test_work_streams_are_trimmed(bus_settings: BusSettings) -> None:
+    bus = Bus(bus_settings.model_copy(update={"work_stream_maxlen": 100}))
+    try:
+        for stream in (bus.keys.turns, bus.keys.speak, bus.keys.tools):
+            for i in range(1000):
+                await bus.enqueue(stream, TurnRequest(session_id="s", text=str(i)))
+            # Approximate trimming keeps whole macro nodes: a little over the bound, never the 1000.
+            assert await bus.redis.xlen(stream) < 300
+    finally:
+        await bus.close()
+
+
+class Hangs(Service):
+    """Hangs on the first delivery of each entry, answers a redelivery."""
+
+    name = "hangs"
+
+    def __init__(self, settings: ServiceSettings) -> None:
+        super().__init__(settings)
+        self.seen: set[str] = set()
+
+    def loops(self):  # type: ignore[no-untyped-def]
+        return [self.consume(self.keys.turns, "hangs", self.handle, concurrency=2, reclaim_every_s=0.2)]
+
+    async def handle(self, msg: Message) -> None:
+        assert isinstance(msg, TurnRequest)
+        if msg.text not in self.seen:
+            self.seen.add(msg.text)
+            await asyncio.Event().wait()  # a handler that never returns, on a worker that stays alive
+        await self.bus.emit(ToolResult(session_id=msg.session_id, text=f"second try: {msg.text}"))
+
+
+async def test_work_a_live_worker_hung_on_is_reclaimed(bus: Bus, bus_settings: BusSettings) -> None:
+    service = Hangs(ServiceSettings(bus=bus_settings.model_copy(update={"reclaim_idle_s": 0.5})))
+    runner = asyncio.create_task(service.run())
+    try:
+        await bus.enqueue(bus.keys.turns, TurnRequest(session_id="s1", text="stuck"))
+        async with asyncio.timeout(10):
+            while True:
+                entries = await bus.read(bus.keys.out("s1"), "0", block_ms=200)
+                if any(getattr(e.message, "text", "") == "second try: stuck" for e in entries):
+                    break
+    finally:
+        service.stop()
+        await asyncio.wait_for(runner, 10)

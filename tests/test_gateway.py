@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -32,16 +33,17 @@ pytestmark = pytest.mark.fleet
 
 
 class Gateway:
-    def __init__(self, url: str, secret: str, env: dict[str, str]) -> None:
-        self.http, self.secret, self.env = url, secret, env
+    def __init__(self, url: str, secret: str, env: dict[str, str], log: Path | None = None) -> None:
+        self.http, self.secret, self.env, self.log = url, secret, env, log
         self.ws = url.replace("http://", "ws://") + "/v1/ws/audio"
 
     def token(self, sub: str = "alice", **overrides: object) -> str:
         return mint_token(self.secret, sub, **overrides)
 
 
-@pytest.fixture
-def gateway(fleet_env: dict[str, str], tmp_path: Path) -> Iterator[Gateway]:
+@contextlib.contextmanager
+def serve_gateway(fleet_env: dict[str, str], tmp_path: Path, **settings: str) -> Iterator[Gateway]:
+    """A gateway process with the tests' small limits, and ``settings`` (VF_GATEWAY_* names) on top."""
     port = free_port()
     env = child_env(fleet_env)
     env.update(
@@ -50,13 +52,20 @@ def gateway(fleet_env: dict[str, str], tmp_path: Path) -> Iterator[Gateway]:
         VF_GATEWAY_MAX_CONNECTIONS_PER_USER="2",
         VF_GATEWAY_REQUIRED_SERVICES="",
         VF_GATEWAY_RESUME_GRACE_S="1",
+        **settings,
     )
     proc = Proc(["-m", "gateway", "serve", "--port", str(port)], env, tmp_path / "gateway.log")
     try:
         wait_for_http(proc, f"http://127.0.0.1:{port}/v1/health", timeout=30)
-        yield Gateway(f"http://127.0.0.1:{port}", env["VF_GATEWAY_JWT_SECRET"], env)
+        yield Gateway(f"http://127.0.0.1:{port}", env["VF_GATEWAY_JWT_SECRET"], env, tmp_path / "gateway.log")
     finally:
         proc.stop()
+
+
+@pytest.fixture
+def gateway(fleet_env: dict[str, str], tmp_path: Path) -> Iterator[Gateway]:
+    with serve_gateway(fleet_env, tmp_path) as gw:
+        yield gw
 
 
 async def recv_json(ws: ClientConnection, timeout: float = 5.0) -> dict:

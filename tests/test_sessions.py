@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import numpy as np
 import pytest
 
 from voicefleet import audio
-from voicefleet.bus import Bus
+from voicefleet.bus import SESSION_TTL_S, Bus
 from voicefleet.messages import AudioChunk, Notice
-from voicefleet.sessions import SessionRecord, Sessions
+from voicefleet.sessions import CLOSED_TTL_S, SessionRecord, Sessions
 
 
 async def test_the_record_round_trips_and_bad_fields_keep_their_defaults(bus: Bus) -> None:
@@ -78,3 +81,45 @@ def test_audio_arithmetic_and_the_one_wav_reader(tmp_path) -> None:  # type: ign
     with pytest.raises(audio.WavError):
         (tmp_path / "bad.wav").write_bytes(b"nope")
         audio.read_wav(tmp_path / "bad.wav")
+
+
+async def test_refreshing_a_session_refreshes_its_keys_and_prunes_dead_entries(bus: Bus) -> None:
+    sessions = Sessions(bus)
+    record = SessionRecord(user="alice")
+    await sessions.open("s1", record)
+    await bus.emit(Notice(session_id="s1", code="hello", message="hi"))
+    await sessions.start_turn("s1")
+    for key in (bus.keys.audio("s1"), bus.keys.out("s1"), bus.keys.current_turn("s1")):
+        await bus.redis.persist(key)  # as if written long ago
+    # A session of a gateway that died over an hour ago.
+    await bus.redis.zadd(bus.keys.sessions, {"ghost": time.time() - 2 * SESSION_TTL_S})
+    await sessions.save("s1", record)  # what the gateway's keepalive does every 2 s
+    for key in (bus.keys.audio("s1"), bus.keys.out("s1"), bus.keys.current_turn("s1")):
+        assert 0 < await bus.redis.ttl(key) <= SESSION_TTL_S, key
+    assert await bus.redis.zscore(bus.keys.sessions, "ghost") is None
+    assert await bus.redis.zscore(bus.keys.sessions, "s1") is not None
+
+
+async def test_connection_slots_are_reserved_atomically(bus: Bus) -> None:
+    sessions = Sessions(bus)
+    results = await asyncio.gather(*(sessions.reserve_slot("bob", f"c{i}", 3) for i in range(12)))
+    assert sum(results) == 3
+    holders = [f"c{i}" for i, ok in enumerate(results) if ok]
+    await sessions.release_slot("bob", holders[0])
+    assert await sessions.reserve_slot("bob", "late", 3)
+    assert not await sessions.reserve_slot("bob", "later", 3)
+
+
+async def test_closing_a_session_lets_every_key_of_it_expire_soon(bus: Bus) -> None:
+    sessions = Sessions(bus)
+    await sessions.open("s2", SessionRecord(user="alice"))
+    turn = await sessions.start_turn("s2")
+    await bus.emit(Notice(session_id="s2", code="hello", message="hi"))
+    await bus.redis.rpush(bus.keys.history("s2"), "{}")
+    await bus.redis.hset(bus.keys.turn_progress("s2", turn), "spoken", "1")
+    await bus.redis.expire(bus.keys.turn_progress("s2", turn), 600)
+    await sessions.close("s2", "alice", "test")
+    keys = [k async for k in bus.redis.scan_iter(match=bus.keys.session_pattern("s2"), count=500)]
+    assert len(keys) >= 6  # record, audio, out, turn, history, progress, the cancel marker
+    for key in keys:
+        assert 0 < await bus.redis.ttl(key) <= CLOSED_TTL_S, key

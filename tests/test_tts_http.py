@@ -11,9 +11,11 @@ import httpx
 import numpy as np
 import pytest
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fleet import eventually
 from tts_support import running_worker
 
 from gateway.tts_routes import TtsHttpSettings, make_router
+from tts_worker.worker import TtsService
 from voicefleet.bus import Bus
 from voicefleet.settings import BusSettings
 
@@ -26,11 +28,16 @@ def require_key(request: Request) -> None:
         raise HTTPException(401, "sign in first")
 
 
+def user_header(request: Request) -> str:
+    """Stands in for the JWT subject: the caller's user id, for per-user fairness."""
+    return request.headers.get("x-user", "")
+
+
 def client_for(bus: Bus, **limits: object) -> httpx.AsyncClient:
     app = FastAPI()
     app.state.bus = bus
     settings = TtsHttpSettings(**limits)  # type: ignore[arg-type]
-    app.include_router(make_router(settings, dependencies=[Depends(require_key)]))
+    app.include_router(make_router(settings, dependencies=[Depends(require_key)], get_user=user_header))
     return httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://gateway", headers={"authorization": "Bearer ok"}
     )
@@ -130,3 +137,38 @@ async def test_a_worker_that_never_answers_means_503(bus: Bus) -> None:
     async with client_for(bus, timeout_s=0.5) as c:
         response = await c.post("/v1/tts", json={"text": "Hello?"})
     assert response.status_code == 503 and response.json()["detail"]["code"] == "tts_timeout"
+
+
+async def test_the_text_limit_holds_after_numbers_are_spelled_out(bus: Bus, bus_settings: BusSettings) -> None:
+    # 80 characters of digits read out as some 700: over a 300-character limit.
+    async with running_worker(bus_settings, max_text_chars=300), client_for(bus, max_text_chars=300) as c:
+        response = await c.post("/v1/tts", json={"text": "1234567 " * 10})
+    assert response.status_code == 413, response.status_code
+    assert response.json()["detail"]["code"] == "text_too_long"
+
+
+async def test_one_user_cannot_take_every_slot(bus: Bus, bus_settings: BusSettings) -> None:
+    text = "A sentence long enough to keep the worker busy for a little while, at least."
+    async with running_worker(bus_settings), client_for(bus, max_concurrent=4, max_per_user=1) as c:
+        mine, mine_again, theirs = await asyncio.gather(
+            c.post("/v1/tts", json={"text": text}, headers={"x-user": "greedy"}),
+            c.post("/v1/tts", json={"text": text}, headers={"x-user": "greedy"}),
+            c.post("/v1/tts", json={"text": text}, headers={"x-user": "polite"}),
+        )
+    assert sorted([mine.status_code, mine_again.status_code]) == [200, 429]
+    assert theirs.status_code == 200
+
+
+async def test_a_timed_out_synthesis_is_cancelled_on_the_worker(bus: Bus, bus_settings: BusSettings) -> None:
+    text = " ".join(f"This is sentence number {w} of a long text that nobody will wait for." for w in
+                    ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"] * 2)
+    async with running_worker(bus_settings, max_text_chars=4000) as worker, \
+            client_for(bus, max_text_chars=4000, timeout_s=0.5) as c:
+        response = await c.post("/v1/tts", json={"text": text})
+        assert response.status_code == 503 and response.json()["detail"]["code"] == "tts_timeout"
+        # Twenty sentences take many seconds to speak: the worker is free again long before that.
+        await eventually(lambda: _idle(worker), 4)
+
+
+async def _idle(worker: TtsService) -> bool:
+    return bool(worker.status()["active"] == 0)

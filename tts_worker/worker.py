@@ -253,15 +253,18 @@ class TtsService(Service):
             )
             index += 1
 
-        async def always(ask_redis: bool) -> bool:
-            return True  # nobody cancels an HTTP request; a gone client just stops reading
+        async def still_wanted(ask_redis: bool) -> bool:
+            # The gateway cancels a request it gave up on (timeout), keyed by the request id.
+            if self.cancels.is_cancelled(msg.session_id, msg.request_id, started):
+                return False
+            return not (ask_redis and await self.bus.is_cancelled(msg.session_id, msg.request_id))
 
         try:
             plan = self._plan(msg.text, msg.voice, msg.speech_rate, msg.sample_rate, first=True)
             if plan.voice_missing:
                 await self._fail_http(msg, "unknown_voice", self._unknown_voice_message(msg.voice or ""))
                 return
-            await self._render(plan, send, always, piece_s=HTTP_PIECE_S)
+            finished = await self._render(plan, send, still_wanted, piece_s=HTTP_PIECE_S)
         except TextTooLong as exc:
             await self._fail_http(msg, "text_too_long", str(exc))
             return
@@ -270,7 +273,7 @@ class TtsService(Service):
             await self._fail_http(msg, "tts_failed", "Speech synthesis failed for this text.")
             return
         log.info(
-            "answered HTTP request %s: %d pieces", msg.request_id, index,
+            "%s HTTP request %s: %d pieces", "answered" if finished else "cancelled", msg.request_id, index,
             extra={"ms": round((time.monotonic() - started) * 1000)},
         )  # fmt: skip
 
@@ -298,6 +301,12 @@ class TtsService(Service):
             engine = self.catalog.resolve(None)
             assert engine is not None
         spoken = normalize(text)
+        if len(spoken) > self.tts.max_text_chars:
+            # Checked again once numbers and symbols are spelled out: "1234567" is 8x longer spoken.
+            raise TextTooLong(
+                f"The text is too long to speak once numbers and symbols are read out: {len(spoken)} "
+                f"characters, and at most {self.tts.max_text_chars} are allowed."
+            )
         first_limit = self.tts.first_piece_chars if first else 0
         pieces = split_for_speech(spoken, self.tts.max_chars_per_synthesis, first_limit) if spoken else []
         return Plan(

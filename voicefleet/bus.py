@@ -122,8 +122,13 @@ class Bus:
             log.warning("could not report error %s to session %s: Redis down", code, session_id)
 
     async def enqueue(self, stream: str, msg: Message) -> bytes:
-        """Add must-not-lose work to a stream read by a consumer group."""
-        return await self.add(stream, msg)
+        """Add must-not-lose work to a stream read by a consumer group.
+
+        The stream is trimmed (approximately) to ``work_stream_maxlen`` entries:
+        acked work is history nobody reads again, and a stream that only grows
+        ends in Redis running out of memory.
+        """
+        return await self.add(stream, msg, maxlen=self.settings.work_stream_maxlen)
 
     # ------------------------------------------------------------------
     # streams: reading without a group (session streams)
@@ -180,13 +185,20 @@ class Bus:
         await self.redis.xack(stream, group, entry_id)
 
     async def reclaim(
-        self, stream: str, group: str, consumer: str, alive: set[str], max_deliveries: int = 3
+        self,
+        stream: str,
+        group: str,
+        consumer: str,
+        alive: set[str],
+        max_deliveries: int = 3,
+        min_idle_ms: int | None = None,
     ) -> tuple[list[Entry], list[Entry]]:
-        """Claim entries held by consumers that are no longer alive.
+        """Claim entries held by consumers that are no longer alive, and (with ``min_idle_ms``) entries
+        any consumer has held that long without acking (a handler that hung on a live worker).
 
         Returns ``(claimed, poisoned)``: poisoned entries were delivered
-        ``max_deliveries`` times already (each time their worker died), so
-        they are acked and handed back for an error report instead of
+        ``max_deliveries`` times already (each time their worker died or hung),
+        so they are acked and handed back for an error report instead of
         killing another worker.
         """
         try:
@@ -203,23 +215,43 @@ class Bus:
             if not pending:
                 await self.redis.xgroup_delconsumer(stream, group, name)
                 continue
-            ids = [p["message_id"] for p in pending]
-            deliveries = {p["message_id"]: p["times_delivered"] for p in pending}
-            entries: Any = await self.redis.xclaim(stream, group, consumer, 0, ids)
-            for entry_id, fields in entries:
-                if fields is None:  # trimmed away meanwhile
-                    await self.ack(stream, group, entry_id)
-                    continue
-                entry = self._entry(entry_id, fields)
-                if deliveries.get(entry_id, 0) >= max_deliveries:
-                    await self.ack(stream, group, entry_id)
-                    poisoned.append(entry)
-                else:
-                    claimed.append(entry)
-            log.warning(
-                "reclaimed %d entries of %s from dead consumer %s", len(entries), stream, _text(name)
-            )
+            await self._claim(stream, group, consumer, pending, 0, max_deliveries, claimed, poisoned)
+            log.warning("reclaimed %d entries of %s from dead consumer %s", len(pending), stream, _text(name))
+        if min_idle_ms is not None and summary.get("pending"):
+            stuck: Any = await self.redis.xpending_range(stream, group, "-", "+", 100, idle=min_idle_ms)
+            if stuck:
+                # XCLAIM's own min-idle check makes this safe against another worker claiming the same entry.
+                got = await self._claim(stream, group, consumer, stuck, min_idle_ms, max_deliveries, claimed, poisoned)
+                if got:
+                    log.warning("reclaimed %d entries of %s unacked for over %d ms", got, stream, min_idle_ms)
         return claimed, poisoned
+
+    async def _claim(
+        self,
+        stream: str,
+        group: str,
+        consumer: str,
+        pending: list[dict[str, Any]],
+        min_idle_ms: int,
+        max_deliveries: int,
+        claimed: list[Entry],
+        poisoned: list[Entry],
+    ) -> int:
+        """XCLAIM ``pending`` for ``consumer``; sorts them into claimed and poisoned, returns how many."""
+        ids = [p["message_id"] for p in pending]
+        deliveries = {p["message_id"]: p["times_delivered"] for p in pending}
+        entries: Any = await self.redis.xclaim(stream, group, consumer, min_idle_ms, ids)
+        for entry_id, fields in entries:
+            if fields is None:  # trimmed away meanwhile
+                await self.ack(stream, group, entry_id)
+                continue
+            entry = self._entry(entry_id, fields)
+            if deliveries.get(entry_id, 0) >= max_deliveries:
+                await self.ack(stream, group, entry_id)
+                poisoned.append(entry)
+            else:
+                claimed.append(entry)
+        return len(entries)
 
     # ------------------------------------------------------------------
     # cancel (pub/sub + marker key)

@@ -57,6 +57,10 @@ class Keys:
         """Events and reply audio going back to the client of one session."""
         return f"{self.prefix}:s:{session_id}:out"
 
+    def session_pattern(self, session_id: str) -> str:
+        """SCAN pattern of every key of one session (all of them live under ``s:<id>:``)."""
+        return f"{self.prefix}:s:{session_id}:*"
+
     # --- per-session state ---
     def session(self, session_id: str) -> str:
         """Hash: the :class:`~voicefleet.sessions.SessionRecord` (expires after the session).
@@ -101,6 +105,14 @@ class Keys:
     def user_sessions(self, user: str) -> str:
         """Sorted set of one user's open session ids (connection limit, timers)."""
         return f"{self.prefix}:u:{user}:sessions"
+
+    def user_slots(self, user: str) -> str:
+        """Sorted set of one user's connection slots (connection ids), scored by their last refresh.
+
+        Reserved at the WebSocket handshake, before ``start``, so that the per-user
+        connection limit holds for simultaneous handshakes and for idle sockets.
+        """
+        return f"{self.prefix}:u:{user}:slots"
 
     # --- pub/sub (best effort, for listeners present now) ---
     @property

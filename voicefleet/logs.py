@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 
@@ -22,6 +23,26 @@ class _Context(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "service"):
             record.service = self.service
+        return True
+
+
+#: Credentials that can appear in a logged URL or header (uvicorn's access log prints ``?token=<jwt>``).
+_SECRETS = re.compile(r"((?:[?&](?:token|access_token|operator_token)=)|(?:[Bb]earer\s+))[^&\s\"']+")
+
+
+def redact(text: str) -> str:
+    """``text`` with token values replaced by ``[redacted]``."""
+    return _SECRETS.sub(r"\1[redacted]", text)
+
+
+class _Redact(logging.Filter):
+    """No token in any log line, whoever logs it (our code, uvicorn, a library)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
         return True
 
 
@@ -65,6 +86,7 @@ def setup_logging(service: str, level: str = "INFO", as_json: bool = False) -> N
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if as_json else TextFormatter())
     handler.addFilter(_Context(service))
+    handler.addFilter(_Redact())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -20,7 +20,7 @@ import time
 import uuid
 from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
 
 from .audio import BUS_RATE, samples_in, seconds_in
 
@@ -83,8 +83,28 @@ class _AudioMessage(Message):
 # Client -> gateway (JSON text frames on the WebSocket)
 # ---------------------------------------------------------------------------
 
+#: Size limits of what a client may put in a message (the one place they are enforced):
+#: ids, names and ``ts`` keys are short; typed text has its own, larger bound (the gateway's
+#: ``max_text_chars`` setting is the tighter, configurable one).
+MAX_ID_CHARS = 64
+MAX_NAME_CHARS = 64
+MAX_TS_ENTRIES = 16
+MAX_CLIENT_TEXT_CHARS = 16384
+_Id = Annotated[str, StringConstraints(max_length=MAX_ID_CHARS)]
+_Name = Annotated[str, StringConstraints(max_length=MAX_NAME_CHARS)]
+_Rate = Annotated[float, Field(gt=0, le=4.0)]
 
-class Start(Message):
+
+class _ClientMessage(Message):
+    """What every client message shares: the envelope with its strings and ``ts`` bounded."""
+
+    session_id: _Id = ""
+    turn_id: _Id = ""
+    stream_id: _Id = ""
+    ts: dict[_Name, float] = Field(default_factory=dict, max_length=MAX_TS_ENTRIES)
+
+
+class Start(_ClientMessage):
     """First message of a connection: how the client sends and wants audio.
 
     To come back to a session after a dropped connection (within the
@@ -98,51 +118,51 @@ class Start(Message):
     type: Literal["start"] = "start"
     sample_rate: int = BUS_RATE
     output_sample_rate: int = 0  # 0: same as sample_rate
-    wake_word: str | None = None  # None: always listening
-    voice: str | None = None
-    speech_rate: float = 1.0
-    language: str | None = None
-    resume_session_id: str | None = None
-    resume_after: str | None = None  # a stream_id; None: replay nothing missed
+    wake_word: _Name | None = None  # None: always listening
+    voice: _Name | None = None
+    speech_rate: _Rate = 1.0
+    language: _Name | None = None
+    resume_session_id: _Id | None = None
+    resume_after: _Id | None = None  # a stream_id; None: replay nothing missed
     resume_audio_bytes: int = Field(0, ge=0)
 
 
-class Configure(Message):
+class Configure(_ClientMessage):
     """Change session options mid-session; only the given fields change."""
 
     type: Literal["configure"] = "configure"
-    wake_word: str | None = None
+    wake_word: _Name | None = None
     listen_always: bool | None = None
-    voice: str | None = None
-    speech_rate: float | None = None
+    voice: _Name | None = None
+    speech_rate: _Rate | None = None
 
 
-class TextInput(Message):
+class TextInput(_ClientMessage):
     """Typed text, handled like a final transcript."""
 
     type: Literal["text"] = "text"
-    text: str
+    text: str = Field(max_length=MAX_CLIENT_TEXT_CHARS)
 
 
-class Interrupt(Message):
+class Interrupt(_ClientMessage):
     """The client asks to stop the current reply (button press, barge-in it detected)."""
 
     type: Literal["interrupt"] = "interrupt"
 
 
-class PlaybackStarted(Message):
+class PlaybackStarted(_ClientMessage):
     """The client's speaker started playing reply audio (echo may follow)."""
 
     type: Literal["playback_started"] = "playback_started"
 
 
-class PlaybackFinished(Message):
+class PlaybackFinished(_ClientMessage):
     """The client's speaker went quiet."""
 
     type: Literal["playback_finished"] = "playback_finished"
 
 
-class Stop(Message):
+class Stop(_ClientMessage):
     """The client ends the session."""
 
     type: Literal["stop"] = "stop"
@@ -252,6 +272,10 @@ class Ready(Message):
     wake_words: list[str] = Field(default_factory=list)
     voices: list[str] = Field(default_factory=list)
     max_frame_bytes: int = 0
+    #: Seconds of audio per second of wall time the gateway accepts, and how far ahead a client may be
+    #: (0: not said): a client streaming faster than real time paces itself by these.
+    max_audio_speed: float = 0.0
+    audio_burst_s: float = 0.0
     resumed: bool = False
 
 

@@ -179,8 +179,9 @@ class Service:
 
         An entry is acked once its handler returned or raised (a raising
         handler gets an error event to the session; retrying would fail the
-        same way). Entries held by dead consumers of this service are claimed
-        every ``reclaim_every_s``.
+        same way). Entries held by dead consumers of this service, and entries
+        unacked for ``reclaim_idle_s`` (a hung handler, even on a live worker),
+        are claimed every ``reclaim_every_s``.
         """
         slots = asyncio.Semaphore(concurrency)
         backoff = Backoff()
@@ -194,7 +195,10 @@ class Service:
                         last_reclaim = time.monotonic()
                         alive = await self.bus.alive_instances(self.name)
                         alive.add(self.instance)
-                        entries, poisoned = await self.bus.reclaim(stream, group, self.instance, alive)
+                        entries, poisoned = await self.bus.reclaim(
+                            stream, group, self.instance, alive,
+                            min_idle_ms=round(self.settings.bus.reclaim_idle_s * 1000),
+                        )
                         for entry in poisoned:
                             await self._report_poisoned(entry)
                     # Read only as many as there are free slots, so that idle

@@ -45,6 +45,22 @@ CLOSED_TTL_S = 60
 PENDING_MAX = 20
 PENDING_TTL_S = 7 * 86400
 
+#: Atomic slot reservation: forget stale slots, then take one if fewer than the limit are held.
+#: KEYS[1] slots zset; ARGV: member, now, stale-before, limit, ttl. Returns 1 when reserved.
+_RESERVE_SLOT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+  return 1
+end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+
 
 @dataclass
 class SessionRecord:
@@ -126,7 +142,14 @@ class Sessions:
         pipe.exists(key)
         pipe.hset(key, mapping=record.to_hash())  # type: ignore[arg-type]
         pipe.expire(key, SESSION_TTL_S)
+        # Every per-session key lives as long as the session is refreshed, and no longer: after a
+        # gateway crash nothing refreshes them, and they expire instead of staying forever.
+        for per_session in (self.keys.audio(session_id), self.keys.out(session_id),
+                            self.keys.current_turn(session_id)):
+            pipe.expire(per_session, SESSION_TTL_S)
         pipe.zadd(self.keys.sessions, {session_id: now})
+        # Entries nobody refreshed for as long as a record lives are sessions of a gateway that died.
+        pipe.zremrangebyscore(self.keys.sessions, "-inf", now - SESSION_TTL_S)
         if attached:
             pipe.zadd(self.keys.user_sessions(record.user), {session_id: now})
         else:
@@ -199,13 +222,21 @@ class Sessions:
         pipe = self.bus.redis.pipeline(transaction=False)
         pipe.zrem(self.keys.sessions, session_id)
         pipe.zrem(self.keys.user_sessions(user), session_id)
-        pipe.expire(self.keys.session(session_id), CLOSED_TTL_S)
-        pipe.expire(self.keys.out(session_id), CLOSED_TTL_S)
-        pipe.expire(self.keys.audio(session_id), CLOSED_TTL_S)
-        pipe.expire(self.keys.history(session_id), SESSION_TTL_S)
         await pipe.execute()
         await self.bus.add(self.keys.audio(session_id), SessionEnded(session_id=session_id, reason=reason))
         await self.announce(session_id)
+        await self._expire_all(session_id, CLOSED_TTL_S)
+
+    async def _expire_all(self, session_id: str, ttl_s: int) -> None:
+        """Every key of the session (record, streams, history, turn markers and progress) gone within ``ttl_s``.
+
+        Found by SCAN, since the per-turn keys cannot be listed otherwise; LT only
+        shortens, so a key meant to go sooner keeps its own TTL.
+        """
+        pipe = self.bus.redis.pipeline(transaction=False)
+        async for key in self.bus.redis.scan_iter(match=self.keys.session_pattern(session_id), count=500):
+            pipe.expire(key, ttl_s, lt=True)
+        await pipe.execute()
 
     # ------------------------------------------------------- open sessions
     async def user_sessions(self, user: str) -> list[str]:
@@ -217,6 +248,31 @@ class Sessions:
         key = self.keys.user_sessions(user)
         await self.bus.redis.zremrangebyscore(key, "-inf", time.time() - STALE_AFTER_S)
         return int(await self.bus.redis.zcard(key))
+
+    async def reserve_slot(self, user: str, connection: str, limit: int) -> bool:
+        """Take one of the user's ``limit`` connection slots for ``connection``; False when all are held.
+
+        Atomic (one Lua script), so simultaneous handshakes cannot all pass a
+        count that each read before the others registered. Slots not refreshed
+        for :data:`STALE_AFTER_S` (their gateway died) are freed first.
+        """
+        now = time.time()
+        reserved = await self.bus.redis.eval(
+            _RESERVE_SLOT, 1, self.keys.user_slots(user), connection, now, now - STALE_AFTER_S, limit,
+            SESSION_TTL_S,
+        )
+        return bool(reserved)
+
+    async def refresh_slot(self, user: str, connection: str) -> None:
+        """Keep a held slot from going stale (called by the connection's keepalive)."""
+        pipe = self.bus.redis.pipeline(transaction=False)
+        pipe.zadd(self.keys.user_slots(user), {connection: time.time()}, xx=True)
+        pipe.expire(self.keys.user_slots(user), SESSION_TTL_S)
+        await pipe.execute()
+
+    async def release_slot(self, user: str, connection: str) -> None:
+        """Give the connection's slot back (the socket closed)."""
+        await self.bus.redis.zrem(self.keys.user_slots(user), connection)
 
     async def open_since(self, seen_after: float) -> list[str]:
         """Open sessions a gateway refreshed after ``seen_after`` (epoch seconds)."""

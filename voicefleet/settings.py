@@ -25,7 +25,12 @@ class BusSettings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = False
     #: Entries held this long by a consumer that still looks alive are reclaimed anyway.
-    reclaim_idle_s: float = Field(60.0, gt=0)
+    reclaim_idle_s: float = Field(
+        60.0, gt=0, description="Work unacked this long is claimed by another worker (a hung handler)"
+    )
+    work_stream_maxlen: int = Field(
+        10000, ge=100, description="Entries kept in each work stream (turns, speak, tools), trimmed approximately"
+    )
 
     @property
     def keys(self) -> Keys:
