@@ -159,7 +159,11 @@ class SttService(Service):
                 await lease.release()
                 return
             start = await self._start_point(sid)
-            if await self._hset_if_exists(keys=[self.keys.session(sid)], args=[OWNER_FIELD, self.instance]) < 0:
+            # The position is marked now too, not only by the first lease refresh: a worker killed before
+            # that refresh left a new owner counting the session's audio from zero.
+            marker = f"{_text(start.entry_id)} {start.position}"
+            args = [OWNER_FIELD, self.instance, POSITION_FIELD, marker]
+            if await self._hset_if_exists(keys=[self.keys.session(sid)], args=args) < 0:
                 await lease.release()
                 return
             runner = SessionRunner(self._ctx, sid, record, start)
