@@ -76,10 +76,12 @@ class Heard:
     text: str = ""
     audio: int = 0
     done: ReplyDone | None = None
+    ended: bool = False
 
 
 async def listen(session: GatewaySession, turn_id: str, heard: Heard, stop_after_audio: int = 0) -> str:
-    """Collect one turn's reply text and audio bytes; stop at its audio_end (or after enough audio)."""
+    """Collect one turn's reply text and audio bytes; stop once it has both reply_done and audio_end
+    (or after enough audio)."""
     async for item in session.items():
         turn_id = turn_id or _turn_of(item)
         if isinstance(item, bytes):
@@ -90,8 +92,14 @@ async def listen(session: GatewaySession, turn_id: str, heard: Heard, stop_after
             heard.text += item.text
         elif item.turn_id == turn_id and isinstance(item, ReplyDone):
             heard.done = item
+            if heard.ended:
+                return turn_id
         elif item.turn_id == turn_id and isinstance(item, AudioEnd):
-            return turn_id
+            # reply_done and audio_end may come in either order: a reply that ends on a sentence
+            # already spoken gets an empty final chunk, and its audio_end can overtake reply_done.
+            heard.ended = True
+            if heard.done is not None:
+                return turn_id
     raise AssertionError("the connection ended before the reply did")
 
 
