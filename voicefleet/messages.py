@@ -105,6 +105,8 @@ class Start(Message):
     resume_session_id: str | None = None
     resume_after: str | None = None  # a stream_id; None: replay nothing missed
     resume_audio_bytes: int = Field(0, ge=0)
+    #: The client cancels its own echo (it subtracts what it plays): the server skips its echo canceller.
+    echo_cancelled: bool = False
 
 
 class Configure(Message):
