@@ -215,7 +215,9 @@ async def test_echo_cancelled_reply_never_barges_in_but_a_person_over_it_does(
     await session.reply_audio(reply, rate, "turn-2")
     await session.send(PlaybackStarted())
     said = "Stop, what about the weekend?"
-    person = say(said, length_scale=1.2)
+    # As loud as the echo (a person as far from the microphone as the speaker): the echo guard's
+    # level test alone (6 dB above the echo) would not let them through.
+    person = say(said, length_scale=1.2) * 10 ** (-10 / 20)
     mixed = echo.copy()
     start = 16000  # one second into the reply
     mixed[start : start + person.size] += person
@@ -226,4 +228,6 @@ async def test_echo_cancelled_reply_never_barges_in_but_a_person_over_it_does(
         while not await bus.is_cancelled(session.sid, "turn-2"):  # noqa: ASYNC110 - polls state set elsewhere
             await asyncio.sleep(0.05)
     final = await session.wait_for(is_final, within=20)
-    assert word_errors(final.text, said) <= 1, final.text
+    # Their sentence is the next turn, first word included (Whisper tiny.en may slur one word in the middle).
+    words = normalize_text(final.text).split()
+    assert words[0] == "stop" and "weekend" in words and word_errors(final.text, said) <= 2, final.text
