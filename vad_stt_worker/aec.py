@@ -96,11 +96,15 @@ class EchoCanceller:
             far = self._take(FRAME)
             if far is not None:
                 self.active = True
-            if self.active:  # once the filter has learned, keep feeding (silence while nothing plays)
-                if far is None:
-                    far = np.zeros(FRAME, dtype=np.int16)
-                self._apm.process_reverse_stream(rtc.AudioFrame(far.tobytes(), BUS_RATE, 1, FRAME))
-            frame = rtc.AudioFrame(pending[start : start + FRAME].tobytes(), BUS_RATE, 1, FRAME)
+            mic_frame = pending[start : start + FRAME]
+            if not self.active:  # nothing played yet: the microphone as it is
+                out[start : start + FRAME] = mic_frame
+                continue
+            # Once started, keep feeding (silence while nothing plays): the filter keeps what it learned.
+            if far is None:
+                far = np.zeros(FRAME, dtype=np.int16)
+            self._apm.process_reverse_stream(rtc.AudioFrame(far.tobytes(), BUS_RATE, 1, FRAME))
+            frame = rtc.AudioFrame(mic_frame.tobytes(), BUS_RATE, 1, FRAME)
             self._apm.process_stream(frame)  # in place
             out[start : start + FRAME] = np.frombuffer(frame.data, dtype=np.int16)
         self._mic = pending[usable:].copy()
