@@ -139,7 +139,8 @@ class Bus:
         self, last_ids: dict[str, bytes], block_ms: int = 1000, count: int = 100
     ) -> dict[str, list[Entry]]:
         """Entries after each stream's last id, in one XREAD (waits up to ``block_ms`` for the first)."""
-        reply: Any = await self.redis.xread(dict(last_ids), count=count, block=block_ms)
+        streams: dict[Any, Any] = dict(last_ids)
+        reply: Any = await self.redis.xread(streams, count=count, block=block_ms)
         return {
             _text(stream): [self._entry(entry_id, fields) for entry_id, fields in entries]
             for stream, entries in reply or []
