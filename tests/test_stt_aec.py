@@ -6,7 +6,7 @@ import numpy as np
 import soxr
 from speech import say
 
-from vad_stt_worker.aec import EchoCanceller
+from voicefleet.aec import EchoCanceller
 
 RATE = 22050  # the client's output rate; the canceller resamples its reference
 

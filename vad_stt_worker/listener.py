@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .aec import EchoCanceller
+from voicefleet.aec import EchoCanceller
+
 from .endpoint import EndOfTurnModel
 from .turn import Action, TurnConfig, TurnDetector
 from .vad import CHUNK_SAMPLES, VoiceActivity

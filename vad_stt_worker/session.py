@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from voicefleet import metrics
+from voicefleet.aec import EchoCanceller
 from voicefleet.audio import BUS_RATE, resample
 from voicefleet.bus import REDIS_DOWN, Backoff, Bus, Entry
 from voicefleet.messages import (
@@ -39,7 +40,6 @@ from voicefleet.messages import (
 )
 from voicefleet.sessions import SessionRecord, Sessions
 
-from .aec import EchoCanceller
 from .audio import from_bytes
 from .endpoint import EndOfTurnModel
 from .listener import Listener

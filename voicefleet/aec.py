@@ -1,23 +1,27 @@
-"""Server-side echo cancellation: the reply audio is the reference, WebRTC AEC3 removes it.
+"""Echo cancellation: the reply audio is the reference, WebRTC's AEC3 removes it from the microphone.
 
-The session's out stream carries the reply audio the client plays
-(``AudioChunk``, at the client's output rate). Resampled to 16 kHz it is the
-far end of WebRTC's AEC3 (``livekit.rtc.AudioProcessingModule``), and the
-microphone is the near end. Both go in 10 ms frames. The reference is played
-out in step with the microphone: from the client's ``PlaybackStarted`` on,
-every 10 ms of microphone consumes 10 ms of queued reply audio (plus a settable
-offset of silence for the network and playback buffer); AEC3's own delay
-estimator absorbs what remains (it searches up to about 500 ms).
+Used by the STT worker (the reference is the reply audio on the session's out
+stream, ``AudioChunk`` at the client's output rate) and by the laptop client
+(the reference is what its speaker callback just played). Resampled to 16 kHz
+the reply is the far end of AEC3 (``livekit.rtc.AudioProcessingModule``), the
+microphone the near end, both in 10 ms frames. The reference is played out in
+step with the microphone: once playback started, every 10 ms of microphone
+consumes 10 ms of queued reply audio (after a settable offset of silence);
+AEC3's own delay estimator absorbs what remains (network, playback buffer,
+the sound card). The reference may be added from another thread than the one
+that processes the microphone.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import deque
+from typing import Any
 
 import numpy as np
 import soxr
 
-from voicefleet.audio import BUS_RATE
+from .audio import BUS_RATE
 
 FRAME = BUS_RATE // 100  # AEC3 works on 10 ms frames
 
@@ -25,10 +29,13 @@ FRAME = BUS_RATE // 100  # AEC3 works on 10 ms frames
 class EchoCanceller:
     """AEC3 for one session: queue reply audio, clean microphone audio."""
 
-    def __init__(self, offset_ms: float = 0.0) -> None:
-        from livekit import rtc  # imported here: only the worker and its tests pay for it
+    def __init__(self, offset_ms: float = 0.0, max_queued_ms: float = 0.0) -> None:
+        from livekit import rtc  # imported here: only its users need the package (extras stt and mic)
 
-        self._rtc = rtc
+        self._rtc: Any = rtc
+        #: 0: unbounded (the worker queues a whole reply ahead); else the oldest reference beyond is dropped.
+        self._max_queued = int(max_queued_ms * BUS_RATE / 1000)
+        self._lock = threading.Lock()
         self._apm = rtc.AudioProcessingModule(echo_cancellation=True, high_pass_filter=True)
         self._offset = int(offset_ms * BUS_RATE / 1000)
         self._queue: deque[tuple[str, np.ndarray]] = deque()  # (turn id, 16 kHz reply audio)
@@ -49,27 +56,37 @@ class EchoCanceller:
             if stream is None:
                 stream = self._resamplers[rate] = soxr.ResampleStream(rate, BUS_RATE, 1, dtype="int16")
             pcm = stream.resample_chunk(pcm)
-        if pcm.size:
+        if not pcm.size:
+            return
+        with self._lock:
             self._queue.append((turn_id, pcm.astype(np.int16, copy=False)))
             self._queued += pcm.size
+            while self._max_queued and self._queued - self._queue[0][1].size >= self._max_queued:
+                self._queued -= self._queue.popleft()[1].size
 
     def playback_started(self) -> None:
         """The client's speaker started: the queued reference starts now (after the offset)."""
-        if not self._playing and self._offset:
-            self._queue.appendleft(("", np.zeros(self._offset, dtype=np.int16)))
-            self._queued += self._offset
-        self._playing = True
+        with self._lock:
+            if not self._playing and self._offset:
+                self._queue.appendleft(("", np.zeros(self._offset, dtype=np.int16)))
+                self._queued += self._offset
+            self._playing = True
 
     def playback_finished(self) -> None:
         self._playing = False
 
     def drop(self, turn_id: str) -> None:
         """The turn was cut (barge-in): the client drops what it had not played of it."""
-        kept = [(tid, pcm) for tid, pcm in self._queue if tid != turn_id]
-        self._queue = deque(kept)
-        self._queued = sum(pcm.size for _, pcm in kept)
+        with self._lock:
+            kept = [(tid, pcm) for tid, pcm in self._queue if tid != turn_id]
+            self._queue = deque(kept)
+            self._queued = sum(pcm.size for _, pcm in kept)
 
     def _take(self, n: int) -> np.ndarray | None:
+        with self._lock:
+            return self._take_locked(n)
+
+    def _take_locked(self, n: int) -> np.ndarray | None:
         if not self._playing or not self._queued:
             return None
         out = np.zeros(n, dtype=np.int16)
