@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/bargein.py                 # server-side echo cancellation (the default)
     .venv/bin/python bench/bargein.py --no-aec        # the echo guard alone (VF_STT_AEC=false), for comparison
+    .venv/bin/python bench/bargein.py --room          # the echo through a room: 300 ms reverberation, a
+                                                      # saturating speaker (what AEC3's linear filter cannot model)
 
 Drives the real STT worker (``SttService``, real models) over the real Redis,
 as the gateway and the TTS worker would: each trial is a fresh session whose
@@ -19,7 +21,7 @@ Reported: false interrupts (a cancel in an echo-only trial or before the
 person spoke), detections per echo gain, latency from the onset of the
 person's speech (energy, -40 dBFS) to the cancel, and words of the person's
 sentence missing from the transcript that follows. Prints a table and writes
-bench/results/bargein.json (or bargein_noaec.json).
+bench/results/bargein[_noaec][_room].json.
 """
 
 from __future__ import annotations
@@ -108,6 +110,18 @@ def speech_onset_s(audio: np.ndarray, window: int = 160) -> float:
     return float(loud[0] * window / BUS_RATE) if loud.size else 0.0
 
 
+def room(echo: np.ndarray, rt60_s: float = 0.3, seed: int = 7) -> np.ndarray:
+    """The speaker's sound through a room: soft clipping, then a decaying noise tail (RT60) after the direct path."""
+    rng = np.random.default_rng(seed)
+    peak = float(np.abs(echo).max()) or 1.0
+    driven = np.tanh(1.5 * echo / peak) * peak / np.tanh(1.5)  # a small speaker pushed hard
+    n = int(rt60_s * BUS_RATE)
+    tail = rng.standard_normal(n) * np.exp(-6.9 * np.arange(n) / n)  # -60 dB at rt60
+    ir = np.concatenate([[1.0], np.zeros(int(0.003 * BUS_RATE)), 0.25 * tail / np.sqrt(np.sum(tail**2))])
+    wet = np.convolve(driven, ir)[: echo.size + n]
+    return (wet * np.sqrt(np.mean(echo**2)) / (np.sqrt(np.mean(wet**2)) or 1.0)).astype(np.float32)
+
+
 def words_lost(heard: str, said: str) -> int:
     """Words of ``said`` that ``heard`` lacks (bag of words: an interrupting sentence is short)."""
     pool = wer_words(heard)
@@ -121,7 +135,8 @@ def words_lost(heard: str, said: str) -> int:
 
 
 async def trial(
-    bus: Bus, reply_text: str, gain_db: float, delay_ms: int, person: tuple[str, float, float] | None
+    bus: Bus, reply_text: str, gain_db: float, delay_ms: int, person: tuple[str, float, float] | None,
+    in_room: bool = False,
 ) -> dict[str, Any]:
     """One session: the reply plays, its echo (and maybe a person) goes into the microphone."""
     import soxr
@@ -139,7 +154,8 @@ async def trial(
         last = offset + step >= reply.size
         await bus.emit(AudioChunk(session_id=sid, turn_id=turn, seq=1, index=index, last=last, final=last,
                                   sample_rate=OUT_RATE, audio=reply[offset : offset + step].astype("<i2").tobytes()))
-    echo = soxr.resample(reply, OUT_RATE, BUS_RATE).astype(np.float32) * 10 ** (gain_db / 20)
+    echo = soxr.resample(reply, OUT_RATE, BUS_RATE).astype(np.float32)
+    echo = (room(echo) if in_room else echo) * 10 ** (gain_db / 20)
     mic = np.concatenate([np.zeros(int(delay_ms * BUS_RATE / 1000), np.float32), echo, np.zeros(BUS_RATE, np.float32)])
     onset_sample = None
     said = ""
@@ -226,7 +242,7 @@ def echo_in(size: int, echo: np.ndarray, delay_ms: int) -> np.ndarray:
     return track
 
 
-async def run(aec: bool) -> dict[str, Any]:
+async def run(aec: bool, in_room: bool = False) -> dict[str, Any]:
     from vad_stt_worker.worker import SttService
 
     settings = SttSettings(aec=aec)
@@ -249,7 +265,7 @@ async def run(aec: bool) -> dict[str, Any]:
                         length_scale, pitch = PERSON_VOICES[(spoken // len(PERSONS)) % len(PERSON_VOICES)]
                         person = (PERSONS[spoken % len(PERSONS)], length_scale, pitch)
                         spoken += 1
-                    row = await trial(bus, REPLIES[n % len(REPLIES)], gain, delay, person)
+                    row = await trial(bus, REPLIES[n % len(REPLIES)], gain, delay, person, in_room)
                     n += 1
                     rows.append(row)
                     print(f"  {gain:5.0f} dB {delay:4d} ms {'person' if with_person else 'echo  '}: "
@@ -281,6 +297,7 @@ async def run(aec: bool) -> dict[str, Any]:
     latencies = [r["latency_ms"] for r in persons if r["detected"]]
     return {
         "aec": aec,
+        "room": in_room,
         "false_interrupts": sum(r["false_interrupt"] for r in rows),
         "trials": len(rows),
         "latency_ms": summary(latencies),
@@ -294,16 +311,17 @@ async def run(aec: bool) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--no-aec", action="store_true", help="the echo guard alone, no echo cancellation")
+    parser.add_argument("--room", action="store_true", help="reverberation and a saturating speaker on the echo")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    report = asyncio.run(run(aec=not args.no_aec))
+    report = asyncio.run(run(aec=not args.no_aec, in_room=args.room))
     print(table(report["by_gain"], ["echo_db", "detected", "false_interrupts", "latency_p50_ms", "words_lost",
                                     "first_word_kept"]))
     lat = report["latency_ms"]
     print(f"false interrupts {report['false_interrupts']} in {report['trials']} trials; "
           f"latency onset -> cancel p50 {lat['p50']:.0f} ms p90 {lat['p90']:.0f} ms; "
           f"words lost {report['words_lost']} of {report['words_said']}")
-    path = write("bargein" if not args.no_aec else "bargein_noaec", report)
+    path = write("bargein" + ("_noaec" if args.no_aec else "") + ("_room" if args.room else ""), report)
     print(f"wrote {path}")
     return 0
 
