@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import summary, table, write  # noqa: E402
-from bench.stt_bench import wer_words  # noqa: E402
+from bench.stt_bench import running_stt, wer_words  # noqa: E402
 from vad_stt_worker.models import Models  # noqa: E402
 from vad_stt_worker.settings import SttSettings  # noqa: E402
 from voicefleet.audio import BUS_RATE  # noqa: E402
@@ -58,7 +58,6 @@ from voicefleet.messages import (  # noqa: E402
     new_id,
 )
 from voicefleet.sessions import SessionRecord, Sessions  # noqa: E402
-from voicefleet.settings import BusSettings  # noqa: E402
 
 OUT_RATE = 22050  # the client's output rate: the worker resamples its reference
 FRAME = 640  # 40 ms microphone frames
@@ -243,18 +242,10 @@ def echo_in(size: int, echo: np.ndarray, delay_ms: int) -> np.ndarray:
 
 
 async def run(aec: bool, in_room: bool = False) -> dict[str, Any]:
-    from vad_stt_worker.worker import SttService
-
-    settings = SttSettings(aec=aec)
+    settings = SttSettings(aec=aec, scan_interval_s=0.3)
     models = Models.load(settings, warm=True)
-    bus_settings = BusSettings(key_prefix=f"vfbench-{new_id()[:8]}", health_ttl_s=2.0)
-    service = SttService(settings.model_copy(update={"bus": bus_settings, "scan_interval_s": 0.3}), models=models)
-    runner = asyncio.create_task(service.run())
-    bus = Bus(bus_settings)
     rows: list[dict[str, Any]] = []
-    try:
-        while not service.ready:  # noqa: ASYNC110 - polls state set elsewhere
-            await asyncio.sleep(0.05)
+    async with running_stt(models, settings) as bus:
         n = spoken = 0
         for gain in GAINS_DB:
             for delay in DELAYS_MS:
@@ -271,13 +262,6 @@ async def run(aec: bool, in_room: bool = False) -> dict[str, Any]:
                     print(f"  {gain:5.0f} dB {delay:4d} ms {'person' if with_person else 'echo  '}: "
                           f"false={row['false_interrupt']} detected={row.get('detected', '-')} "
                           f"latency={row.get('latency_ms', '-')} heard={row.get('heard', '')!r}", file=sys.stderr)
-    finally:
-        service.stop()
-        await asyncio.wait_for(runner, 15)
-        keys = [k async for k in bus.redis.scan_iter(match=bus.keys.all_keys_pattern())]
-        if keys:
-            await bus.redis.delete(*keys)
-        await bus.close()
 
     persons = [r for r in rows if r["person"]]
     by_gain = []

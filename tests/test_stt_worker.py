@@ -56,6 +56,12 @@ def word_errors(heard: str, expected: str) -> int:
     return row[-1]
 
 
+async def until_cancelled(bus: Bus, sid: str, turn: str, within: float = 10) -> None:
+    async with asyncio.timeout(within):
+        while not await bus.is_cancelled(sid, turn):  # noqa: ASYNC110 - polls state set elsewhere
+            await asyncio.sleep(0.05)
+
+
 def is_final(msg: object) -> bool:
     return isinstance(msg, TranscriptFinal)
 
@@ -149,9 +155,7 @@ async def test_own_voice_does_not_barge_in_but_the_user_does(bus: Bus, service: 
     await session.stream(np.clip(mixed, -32768, 32767).astype(np.int16))
     await session.send(PlaybackFinished())
     await session.stream(silence(1.0))
-    async with asyncio.timeout(10):
-        while not await bus.is_cancelled(session.sid, "turn-1"):  # noqa: ASYNC110 - polls state set elsewhere
-            await asyncio.sleep(0.05)
+    await until_cancelled(bus, session.sid, "turn-1")
     started = await session.wait_for(lambda m: m.type == "speech_started", within=5)
     # The barge-in starts where the user did (echo audio sent before it: 0.5 s + reply + 1.2 s).
     user_ms = (0.5 + 0.2 + 1.0) * 1000 + echo.size / 16 + 1000
@@ -224,9 +228,7 @@ async def test_echo_cancelled_reply_never_barges_in_but_a_person_over_it_does(
     await session.stream(np.clip(mixed, -32768, 32767).astype(np.int16))
     await session.send(PlaybackFinished())
     await session.stream(silence(1.0))
-    async with asyncio.timeout(10):
-        while not await bus.is_cancelled(session.sid, "turn-2"):  # noqa: ASYNC110 - polls state set elsewhere
-            await asyncio.sleep(0.05)
+    await until_cancelled(bus, session.sid, "turn-2")
     final = await session.wait_for(is_final, within=20)
     # Their sentence is the next turn, first word included (Whisper tiny.en may slur one word in the middle).
     words = normalize_text(final.text).split()
