@@ -106,6 +106,7 @@ class SttSettings(ServiceSettings):
     aec: bool = Field(True, description="Cancel the reply's echo here unless the client says it does (start)")
     aec_offset_ms: float = Field(0.0, ge=0, description="Reference starts this long after PlaybackStarted")
     aec_vad_threshold: float = Field(0.5, gt=0, lt=1, description="Speech probability to barge in, echo cancelled")
+    aec_margin_db: float = Field(6.0, description="...this many dB above the echo left after cancellation...")
     aec_min_speech_ms: int = Field(192, ge=32, description="...for this long (within echo_window_ms)")
     turn_busy_s: float = Field(20.0, ge=0, description="A turn counts as in progress this long until playback")
 

@@ -74,8 +74,10 @@ class TurnConfig:
     echo_margin_db: float = 6.0
     echo_tail_ms: int = 300
     echo_warmup_ms: int = 500
-    #: With the echo cancelled (aec.py) the level test is not needed: Silero alone, for this long in the window.
+    #: With the echo cancelled (voicefleet/aec.py) the guard judges the cleaned signal: Silero's usual
+    #: threshold, this many dB above what is left of the echo, for this long in the window.
     aec_vad_threshold: float = 0.5
+    aec_margin_db: float = 6.0
     aec_min_speech_ms: int = 192
 
     @property
@@ -109,6 +111,7 @@ class TurnConfig:
             echo_tail_ms=s.echo_tail_ms,
             echo_warmup_ms=s.echo_warmup_ms,
             aec_vad_threshold=s.aec_vad_threshold,
+            aec_margin_db=s.aec_margin_db,
             aec_min_speech_ms=s.aec_min_speech_ms,
         )
 
@@ -347,8 +350,8 @@ class TurnDetector:
         Speech has a loud/quiet rhythm, so the chunks need not be consecutive:
         what counts is how many of the recent ones (a window) pass the test.
         """
-        if self.echo_cancelled:  # what is left of the echo is far below the VAD's notice
-            user = probability >= self.config.aec_vad_threshold
+        if self.echo_cancelled:  # the residual echo is learned as the echo was: what is left is far quieter
+            user = self.echo.is_user(probability, level, self.config.aec_vad_threshold, self.config.aec_margin_db)
         else:
             user = self.echo.is_user(probability, level)
         if self.playing and not user:
