@@ -78,3 +78,14 @@ def test_audio_arithmetic_and_the_one_wav_reader(tmp_path) -> None:  # type: ign
     with pytest.raises(audio.WavError):
         (tmp_path / "bad.wav").write_bytes(b"nope")
         audio.read_wav(tmp_path / "bad.wav")
+
+
+async def test_echo_cancelled_survives_the_session_hash(bus: Bus) -> None:
+    """`start.echo_cancelled` reaches the STT worker through the record; booleans are stored as 0/1."""
+    sessions = Sessions(bus)
+    await sessions.save("s-aec", SessionRecord(user="u", echo_cancelled=True))
+    loaded = await sessions.load("s-aec")
+    assert loaded is not None and loaded.echo_cancelled is True
+    await sessions.save("s-plain", SessionRecord(user="u"))
+    plain = await sessions.load("s-plain")
+    assert plain is not None and plain.echo_cancelled is False
