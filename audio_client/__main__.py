@@ -54,6 +54,8 @@ def parse_args(argv: list[str] | None, settings: ClientSettings) -> argparse.Nam
     live.add_argument("--output-device", default=settings.output_device, help="speaker: index or part of its name")
     live.add_argument("--no-tones", dest="tones", action="store_false", default=settings.tones,
                       help="no 'listening'/'thinking' tones")
+    live.add_argument("--no-echo-cancel", dest="echo_cancel", action="store_false", default=settings.echo_cancel,
+                      help="send the microphone as it is (the server cancels the echo with the reply it sent)")
     live.add_argument("--half-duplex", action="store_true", default=settings.half_duplex,
                       help="mute the microphone while a reply plays (speakers without echo cancellation)")
     live.add_argument("--text-only", action="store_true", help="no microphone or speaker: type and read")
@@ -127,7 +129,8 @@ async def run_live(args: argparse.Namespace, token: str, settings: ClientSetting
         on_status=console.status,
     )
     client = LiveClient(connector, audio, console, tones=args.tones, tone_volume=settings.tone_volume,
-                        prebuffer_ms=settings.prebuffer_ms, half_duplex=args.half_duplex)
+                        prebuffer_ms=settings.prebuffer_ms, half_duplex=args.half_duplex,
+                        echo_cancel=args.echo_cancel)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):

@@ -18,6 +18,7 @@ from typing import TextIO
 import numpy as np
 import soxr
 
+from voicefleet.aec import EchoCanceller
 from voicefleet.audio import BUS_RATE
 from voicefleet.messages import (
     AudioEnd,
@@ -51,6 +52,7 @@ from .tones import Cue, tone
 log = logging.getLogger(__name__)
 
 HELP = "Type to send text. Commands: /stop (interrupt the reply), /wake on|off, /voice NAME, /quit"
+ECHO_REFERENCE_MS = 400  # reference kept ahead of the microphone at most (AEC3 searches about this far)
 MIC_QUEUE_FRAMES = 50  # ~2 s: older frames are dropped if the network stalls
 
 
@@ -88,7 +90,7 @@ class LiveClient:
 
     def __init__(self, connector: Reconnecting, audio: AudioIO | None, console: Console, *,
                  tones: bool = True, tone_volume: float = 0.15, prebuffer_ms: int = 80,
-                 half_duplex: bool = False, keyboard: bool = True) -> None:
+                 half_duplex: bool = False, keyboard: bool = True, echo_cancel: bool = False) -> None:
         self.connector = connector
         self.options = connector.options
         self.audio = audio
@@ -110,6 +112,25 @@ class LiveClient:
         if audio is not None:
             self.options.sample_rate = audio.input_rate
             self.options.output_sample_rate = audio.output_rate
+        self.aec: EchoCanceller | None = None
+        self._mic_to_bus: soxr.ResampleStream | None = None
+        if audio is not None and echo_cancel:
+            self._start_echo_cancel(audio)
+
+    def _start_echo_cancel(self, audio: AudioIO) -> None:
+        """Cancel the speaker's echo here: this client knows exactly what it played, and when."""
+        try:
+            # The speaker callback runs ahead of the sound card by a buffer or two; AEC3 finds that delay.
+            self.aec = EchoCanceller(max_queued_ms=ECHO_REFERENCE_MS)
+        except ImportError:
+            self.console.status("echo cancellation needs the livekit package (pip install 'voicefleet[mic]'); "
+                                "the server will cancel the echo instead")
+            return
+        self.aec.playback_started()  # the reference is the speaker's whole output, silence included
+        if audio.input_rate != BUS_RATE:  # AEC3 runs at 16 kHz: the microphone is sent at that rate
+            self._mic_to_bus = soxr.ResampleStream(audio.input_rate, BUS_RATE, 1, dtype="int16")
+        self.options.sample_rate = BUS_RATE
+        self.options.echo_cancelled = True
 
     # ------------------------------------------------------------ lifecycle
     async def run(self) -> None:
@@ -117,7 +138,7 @@ class LiveClient:
         if self.keyboard:
             threading.Thread(target=self._read_stdin, name="stdin", daemon=True).start()
         if self.audio is not None:
-            self.audio.start(self._on_mic, self.playback.read)
+            self.audio.start(self._on_mic, self._speaker)
         conversation = asyncio.create_task(self.connector.run(self._serve), name="conversation")
         quitting = asyncio.create_task(self._quit.wait(), name="quit")
         try:
@@ -174,8 +195,27 @@ class LiveClient:
         self.console.status(f"connected (session {ready.session_id}); {mode}")
 
     # --------------------------------------------------------------- input
+    def clean_mic(self, pcm: bytes) -> bytes:
+        """The microphone frame as it is sent: without the speaker's echo when this client cancels it."""
+        if self.aec is None:
+            return pcm
+        mic = np.frombuffer(pcm, dtype=np.int16)
+        if self._mic_to_bus is not None:
+            mic = self._mic_to_bus.resample_chunk(mic)
+        return self.aec.process(mic).tobytes()
+
+    def _speaker(self, count: int) -> bytes:
+        """Speaker thread: the next samples to play; they are also the echo canceller's reference."""
+        pcm = self.playback.read(count)
+        if self.aec is not None and self.audio is not None:
+            self.aec.add_reference(np.frombuffer(pcm, dtype=np.int16), self.audio.output_rate)
+        return pcm
+
     def _on_mic(self, pcm: bytes) -> None:
-        """Audio thread: hand a microphone frame to the event loop."""
+        """Audio thread: hand a microphone frame to the event loop (echo removed first, when we do that)."""
+        pcm = self.clean_mic(pcm)
+        if not pcm:
+            return
         if self._loop is not None and not self._loop.is_closed():
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(self._queue_mic, pcm)

@@ -110,6 +110,7 @@ class StartOptions:
     voice: str | None = None
     speech_rate: float = 1.0
     language: str | None = None
+    echo_cancelled: bool = False  # the client removes its speaker's echo itself (the server then does not)
 
     def message(self, resume: ResumePoint | None = None) -> Start:
         return Start(
@@ -119,6 +120,7 @@ class StartOptions:
             voice=self.voice,
             speech_rate=self.speech_rate,
             language=self.language,
+            echo_cancelled=self.echo_cancelled,
             resume_session_id=resume.session_id if resume else None,
             resume_after=(resume.after or None) if resume else None,
             resume_audio_bytes=resume.audio_bytes if resume else 0,

@@ -32,6 +32,7 @@ class ClientSettings(BaseSettings):
     tones: bool = Field(True, description="Short 'listening' and 'thinking' tones")
     tone_volume: float = Field(0.15, ge=0.0, le=1.0, description="Loudness of the tones (0-1)")
     prebuffer_ms: int = Field(80, ge=0, le=2000, description="Reply audio buffered before playback starts")
+    echo_cancel: bool = Field(True, description="Remove the speaker's echo from the microphone (WebRTC AEC3)")
     half_duplex: bool = Field(False, description="Send silence instead of the microphone while a reply plays")
 
     # --- connection ---

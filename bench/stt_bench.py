@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import platform
 import sys
 import time
 import wave
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
@@ -248,17 +250,31 @@ def offline_pass(items: list[tuple[str, np.ndarray, str]], models: Models, setti
     }
 
 
-async def streaming_pass(items: list[tuple[str, np.ndarray, str]], models: Models, settings: SttSettings) -> dict:
+@contextlib.asynccontextmanager
+async def running_stt(models: Models, settings: SttSettings) -> AsyncIterator[Bus]:
+    """An STT service under a private key prefix, ready; its keys are deleted afterwards."""
     from vad_stt_worker.worker import SttService
 
     bus_settings = BusSettings(key_prefix=f"vfbench-{new_id()[:8]}", health_ttl_s=2.0)
     service = SttService(settings.model_copy(update={"bus": bus_settings}), models=models)
     runner = asyncio.create_task(service.run())
     bus = Bus(bus_settings)
-    latencies, eot_lag, seen_lag, edits, ref_words, rows = [], [], [], 0, 0, []
     try:
         while not service.ready:  # noqa: ASYNC110 - polls state set elsewhere
             await asyncio.sleep(0.05)
+        yield bus
+    finally:
+        service.stop()
+        await asyncio.wait_for(runner, 15)
+        keys = [k async for k in bus.redis.scan_iter(match=bus.keys.all_keys_pattern())]
+        if keys:
+            await bus.redis.delete(*keys)
+        await bus.close()
+
+
+async def streaming_pass(items: list[tuple[str, np.ndarray, str]], models: Models, settings: SttSettings) -> dict:
+    latencies, eot_lag, seen_lag, edits, ref_words, rows = [], [], [], 0, 0, []
+    async with running_stt(models, settings) as bus:
         for name, audio, ref in items:
             row = await _stream_one(bus, audio)
             if row is None:
@@ -283,13 +299,6 @@ async def streaming_pass(items: list[tuple[str, np.ndarray, str]], models: Model
                 }
             )
             print(f"  {name}: {latency * 1000:6.0f} ms  {text}", file=sys.stderr)
-    finally:
-        service.stop()
-        await asyncio.wait_for(runner, 15)
-        keys = [k async for k in bus.redis.scan_iter(match=bus.keys.all_keys_pattern())]
-        if keys:
-            await bus.redis.delete(*keys)
-        await bus.close()
 
     def pct(values: list[float], q: float) -> float | None:
         return round(float(np.percentile(values, q)) * 1000) if values else None

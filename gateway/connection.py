@@ -248,6 +248,7 @@ class Connection:
             voice=first.voice or "",
             speech_rate=first.speech_rate,
             language=first.language or "",
+            echo_cancelled=first.echo_cancelled,
             created=time.time(),
             connection=self.connection_id,
         )

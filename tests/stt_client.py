@@ -15,7 +15,7 @@ import numpy as np
 
 from voicefleet.audio import BUS_RATE
 from voicefleet.bus import AUDIO_MAXLEN, Bus
-from voicefleet.messages import AudioFrame, Message, SessionEnded, new_id
+from voicefleet.messages import AudioChunk, AudioFrame, Message, SessionEnded, new_id
 from voicefleet.sessions import SessionRecord, Sessions
 
 FRAME = 640  # 40 ms at 16 kHz, a typical client frame
@@ -52,6 +52,16 @@ class FakeGatewaySession:
                 ahead = started + (offset + FRAME) / BUS_RATE - time.monotonic()
                 if ahead > 0:
                     await asyncio.sleep(ahead)
+
+    async def reply_audio(self, audio: np.ndarray, rate: int, turn_id: str, seq: int = 1) -> None:
+        """Reply audio for the client, as the TTS worker puts it on the out stream (100 ms pieces)."""
+        step = rate // 10
+        for index, offset in enumerate(range(0, audio.size, step)):
+            last = offset + step >= audio.size
+            await self.bus.emit(AudioChunk(
+                session_id=self.sid, turn_id=turn_id, seq=seq, index=index, last=last, final=last,
+                sample_rate=rate, audio=audio[offset : offset + step].astype("<i2").tobytes(),
+            ))
 
     async def close(self) -> None:
         await self.bus.redis.zrem(self.bus.keys.sessions, self.sid)

@@ -146,3 +146,55 @@ def test_tones_mix_over_reply_audio_without_counting_as_playback() -> None:
     buf.push(pcm(100, 32000))
     buf.cue(pcm(100, 32000))
     assert (np.frombuffer(buf.read(100), np.int16) == 32767).all()  # clipped, not wrapped
+
+
+def test_live_client_cancels_the_echo_of_what_it_played_and_says_so() -> None:
+    """The laptop client's own AEC3: its speaker's output is the reference; `start` tells the server."""
+    import io
+
+    import soxr
+
+    from audio_client.live import Console, LiveClient
+    from audio_client.protocol import Reconnecting, StartOptions
+
+    class Devices:  # rates only: the test plays the speaker and microphone callbacks itself
+        input_rate, output_rate = 48000, 22050
+
+        def start(self, on_mic: object, speaker: object) -> None: ...
+
+        def stop(self) -> None: ...
+
+    connector = Reconnecting("ws://127.0.0.1:9", "token", StartOptions(wake_word=""))
+    console = Console(io.StringIO(), io.StringIO())
+    client = LiveClient(connector, Devices(), console, keyboard=False, echo_cancel=True)  # type: ignore[arg-type]
+    start = connector.options.message()
+    assert start.echo_cancelled and start.sample_rate == 16000
+
+    reply = say("The forecast for tomorrow is sunny with a light breeze from the west in the afternoon.", 22050)
+    client.playback.begin()
+    client.playback.push(reply.tobytes())
+    client.playback.end()
+    tick_out, tick_in = 441, 960  # 20 ms of speaker at 22.05 kHz, of microphone at 48 kHz
+    late = 4  # the room returns the speaker's sound 80 ms later, 6 dB down
+    played: list[np.ndarray] = []
+    heard, sent = [], []
+    for _ in range(reply.size // tick_out + late):
+        played.append(np.frombuffer(client._speaker(tick_out), dtype=np.int16))
+        echo = played[-late] if len(played) >= late else np.zeros(tick_out, np.int16)
+        mic = soxr.resample(echo, 22050, 48000).astype(np.float32)[:tick_in] * 0.5
+        mic = np.pad(mic, (0, tick_in - mic.size)).astype(np.int16)
+        heard.append(mic)
+        sent.append(np.frombuffer(client.clean_mic(mic.tobytes()), dtype=np.int16))
+
+    def rms_db(x: np.ndarray) -> float:
+        return float(20 * np.log10(np.sqrt(np.mean(x.astype(np.float64) ** 2)) + 1e-9))
+
+    after_1s = slice(16000, None)  # AEC3 converges within the first second
+    out = np.concatenate(sent)
+    echo_in = soxr.resample(np.concatenate(heard), 48000, 16000)
+    assert rms_db(out[after_1s]) < rms_db(echo_in[after_1s]) - 20
+
+    # Without echo cancellation the microphone goes out as it is, at its own rate.
+    plain = LiveClient(Reconnecting("ws://127.0.0.1:9", "t", StartOptions()), Devices(), console, keyboard=False)
+    assert plain.clean_mic(b"\x01\x00" * 960) == b"\x01\x00" * 960
+    assert not plain.options.message().echo_cancelled and plain.options.sample_rate == 48000

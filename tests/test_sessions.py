@@ -123,3 +123,14 @@ async def test_closing_a_session_lets_every_key_of_it_expire_soon(bus: Bus) -> N
     assert len(keys) >= 6  # record, audio, out, turn, history, progress, the cancel marker
     for key in keys:
         assert 0 < await bus.redis.ttl(key) <= CLOSED_TTL_S, key
+
+
+async def test_echo_cancelled_survives_the_session_hash(bus: Bus) -> None:
+    """`start.echo_cancelled` reaches the STT worker through the record; booleans are stored as 0/1."""
+    sessions = Sessions(bus)
+    await sessions.save("s-aec", SessionRecord(user="u", echo_cancelled=True))
+    loaded = await sessions.load("s-aec")
+    assert loaded is not None and loaded.echo_cancelled is True
+    await sessions.save("s-plain", SessionRecord(user="u"))
+    plain = await sessions.load("s-plain")
+    assert plain is not None and plain.echo_cancelled is False

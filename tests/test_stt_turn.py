@@ -198,6 +198,23 @@ def test_echo_guard_needs_to_hear_the_echo_first() -> None:
     assert of(feed(det, [0.9] * 10, QUIET), SpeechStart)
 
 
+def test_with_the_echo_cancelled_speech_at_the_echo_level_barges_in() -> None:
+    """AEC3 removed the echo: the guard judges what is left, so a person as loud as the echo was gets through."""
+    guarded = TurnDetector(TurnConfig(partial_interval_ms=0, echo_warmup_ms=300))
+    cancelled = TurnDetector(TurnConfig(partial_interval_ms=0, echo_warmup_ms=300))
+    cancelled.echo_cancelled = True
+    guarded.set_playback(True)
+    cancelled.set_playback(True)
+    feed(guarded, [0.99] * chunks(1000), LOUD)  # the echo as the microphone hears it
+    feed(cancelled, [0.3] * chunks(1000), QUIET)  # what the canceller leaves of it
+    speech = [0.7] * chunks(400)  # a person as loud as the echo, Silero fairly sure
+    assert of(feed(guarded, speech, LOUD), SpeechStart) == []
+    (start,) = of(feed(cancelled, speech, LOUD), SpeechStart)
+    assert start.over_playback  # still a barge-in
+    # Residual echo that Silero takes for speech, at the residual's own level, does not count.
+    assert of(feed(cancelled, [0.0] * chunks(1000) + [0.9] * chunks(400), QUIET), SpeechStart) == []
+
+
 def test_hallucination_filter() -> None:
     f = HallucinationFilter.create(DEFAULT_BLOCKLIST)
     sure = Segment(" Turn on the lights.", no_speech_prob=0.01, avg_logprob=-0.2)

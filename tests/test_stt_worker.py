@@ -56,6 +56,12 @@ def word_errors(heard: str, expected: str) -> int:
     return row[-1]
 
 
+async def until_cancelled(bus: Bus, sid: str, turn: str, within: float = 10) -> None:
+    async with asyncio.timeout(within):
+        while not await bus.is_cancelled(sid, turn):  # noqa: ASYNC110 - polls state set elsewhere
+            await asyncio.sleep(0.05)
+
+
 def is_final(msg: object) -> bool:
     return isinstance(msg, TranscriptFinal)
 
@@ -149,9 +155,7 @@ async def test_own_voice_does_not_barge_in_but_the_user_does(bus: Bus, service: 
     await session.stream(np.clip(mixed, -32768, 32767).astype(np.int16))
     await session.send(PlaybackFinished())
     await session.stream(silence(1.0))
-    async with asyncio.timeout(10):
-        while not await bus.is_cancelled(session.sid, "turn-1"):  # noqa: ASYNC110 - polls state set elsewhere
-            await asyncio.sleep(0.05)
+    await until_cancelled(bus, session.sid, "turn-1")
     started = await session.wait_for(lambda m: m.type == "speech_started", within=5)
     # The barge-in starts where the user did (echo audio sent before it: 0.5 s + reply + 1.2 s).
     user_ms = (0.5 + 0.2 + 1.0) * 1000 + echo.size / 16 + 1000
@@ -176,3 +180,56 @@ async def test_a_sentence_with_a_pause_makes_one_turn_with_every_word(bus: Bus, 
     assert isinstance(turns[-1], TurnRequest) and turns[-1].turn_id == final.turn_id
     for turn in turns[:-1]:
         assert await bus.is_cancelled(session.sid, turn.turn_id), turn.text
+
+
+def echo_of(reply: np.ndarray, rate: int, gain_db: float, delay_ms: float) -> np.ndarray:
+    """The reply as the microphone hears it from the speaker: 16 kHz, quieter, late."""
+    import soxr
+
+    at_bus = soxr.resample(reply, rate, 16000).astype(np.float32) * 10 ** (gain_db / 20)
+    return np.concatenate([np.zeros(int(delay_ms * 16), dtype=np.float32), at_bus])
+
+
+async def test_echo_cancelled_reply_never_barges_in_but_a_person_over_it_does(
+    bus: Bus, service: SttService
+) -> None:
+    """Reply audio on the out stream is the reference: its echo (-10 dB, 60 ms late) is removed, the person stays."""
+    session = FakeGatewaySession(bus)
+    await session.open()
+    await bus.redis.set(bus.keys.current_turn(session.sid), "turn-1")
+    rate = 22050  # the client's output rate: the reference is resampled
+    reply = say(
+        "Sure. The forecast for tomorrow is sunny with a high of twenty two degrees, "
+        "and a light breeze from the west in the afternoon.",
+        rate,
+    )
+    echo = echo_of(reply, rate, -10, 60)
+    await session.reply_audio(reply, rate, "turn-1")
+    await session.stream(silence(0.5))
+    await session.send(PlaybackStarted())
+    await session.stream(echo.astype(np.int16))
+    await session.send(PlaybackFinished())
+    await session.stream(silence(1.0))
+    await session.drain(2.0)
+    assert not await bus.is_cancelled(session.sid, "turn-1")
+    assert session.of_type("speech_started") == [] and session.of_type("transcript_final") == []
+
+    # The next reply; the person talks over it (a different sentence, spoken slower).
+    await bus.redis.set(bus.keys.current_turn(session.sid), "turn-2")
+    await session.reply_audio(reply, rate, "turn-2")
+    await session.send(PlaybackStarted())
+    said = "Stop, what about the weekend?"
+    # As loud as the echo (a person as far from the microphone as the speaker): the echo guard's
+    # level test alone (6 dB above the echo) would not let them through.
+    person = say(said, length_scale=1.2) * 10 ** (-10 / 20)
+    mixed = echo.copy()
+    start = 16000  # one second into the reply
+    mixed[start : start + person.size] += person
+    await session.stream(np.clip(mixed, -32768, 32767).astype(np.int16))
+    await session.send(PlaybackFinished())
+    await session.stream(silence(1.0))
+    await until_cancelled(bus, session.sid, "turn-2")
+    final = await session.wait_for(is_final, within=20)
+    # Their sentence is the next turn, first word included (Whisper tiny.en may slur one word in the middle).
+    words = normalize_text(final.text).split()
+    assert words[0] == "stop" and "weekend" in words and word_errors(final.text, said) <= 2, final.text

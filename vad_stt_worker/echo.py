@@ -49,9 +49,13 @@ class EchoGuard:
             return FLOOR_DB
         return float(np.percentile(np.fromiter(self._levels, dtype=np.float32), self.percentile))
 
-    def is_user(self, probability: float, level: float) -> bool:
-        """Does this chunk sound like the user speaking over the reply?"""
-        return self.ready and probability >= self.vad_threshold and level >= self.echo_db + self.margin_db
+    def is_user(
+        self, probability: float, level: float, vad_threshold: float | None = None, margin_db: float | None = None
+    ) -> bool:
+        """Does this chunk sound like the user speaking over the reply? (Thresholds: the guard's own, or given.)"""
+        vad = self.vad_threshold if vad_threshold is None else vad_threshold
+        margin = self.margin_db if margin_db is None else margin_db
+        return self.ready and probability >= vad and level >= self.echo_db + margin
 
     def observe(self, level: float) -> None:
         """Learn from a playback chunk that did not count as the user's speech."""

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from voicefleet.aec import EchoCanceller
+
 from .endpoint import EndOfTurnModel
 from .turn import Action, TurnConfig, TurnDetector
 from .vad import CHUNK_SAMPLES, VoiceActivity
@@ -25,6 +27,7 @@ class ListenerStats:
 
     vad_chunks: int = 0
     vad_s: float = 0.0
+    aec_s: float = 0.0
     wake_frames: int = 0
     wake_s: float = 0.0
     endpoint_calls: int = 0
@@ -40,8 +43,11 @@ class Listener:
         wake_models: WakeModels,
         wake_word: str | None = None,
         endpoint: EndOfTurnModel | None = None,
+        aec: EchoCanceller | None = None,
     ) -> None:
         self._wake_models = wake_models
+        #: Cleans the microphone before anything listens to it (None: the input is used as it comes).
+        self.aec = aec
         self._endpoint = endpoint
         # The model runs inside feed(), on the caller's thread (the worker's analysis pool).
         self.detector = TurnDetector(config, None, self._complete_probability if endpoint else None)
@@ -77,6 +83,11 @@ class Listener:
 
     def feed(self, samples: np.ndarray) -> list[Action]:
         """Analyse int16 mono 16 kHz samples (any length); return what the session must do."""
+        if self.aec is not None:
+            started = time.perf_counter()
+            samples = self.aec.process(samples)
+            self.stats.aec_s += time.perf_counter() - started
+            self.detector.echo_cancelled = self.aec.active
         self._pending = np.concatenate([self._pending, samples]) if self._pending.size else samples
         actions: list[Action] = []
         usable = self._pending.size - self._pending.size % CHUNK_SAMPLES

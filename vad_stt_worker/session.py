@@ -21,9 +21,11 @@ from typing import Any
 import numpy as np
 
 from voicefleet import metrics
+from voicefleet.aec import EchoCanceller
 from voicefleet.audio import BUS_RATE, resample
 from voicefleet.bus import REDIS_DOWN, Backoff, Bus, Entry
 from voicefleet.messages import (
+    AudioChunk,
     AudioFrame,
     Configure,
     PlaybackFinished,
@@ -106,7 +108,11 @@ class SessionRunner:
         # which lags behind ``last_id`` while a batch is being analysed (a new owner undercounted then).
         self._read = 0
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.listener = Listener(ctx.config, ctx.wake_models, None, ctx.endpoint)
+        aec = EchoCanceller(ctx.settings.aec_offset_ms) if ctx.settings.aec and not record.echo_cancelled else None
+        self.listener = Listener(ctx.config, ctx.wake_models, None, ctx.endpoint, aec)
+        # Reply audio (the echo canceller's reference) is read from the start of a new session, else from now.
+        self._out_id: bytes = b"0-0" if start.entry_id == b"0-0" and not start.takeover else b"$"
+        self._ref_turns: dict[str, bool] = {}  # turn id -> its audio is played (False: cancelled)
         self._apply_wake_word(record.wake_word, report=False)
         self._speculation: tuple[int, Job] | None = None
         self._last_final: asyncio.Task[Any] | None = None
@@ -130,23 +136,50 @@ class SessionRunner:
         if self.start.takeover:
             await self.ctx.bus.emit_error(self.sid, "stt_worker_lost", LOST_MESSAGE)
         backoff = Backoff()
+        keys = self.ctx.bus.keys
+        audio_key, out_key = keys.audio(self.sid), keys.out(self.sid)
         try:
             while not self.ended:
                 try:
-                    entries = await self.ctx.bus.read(
-                        self.ctx.bus.keys.audio(self.sid), self.last_id, block_ms=1000, count=500
-                    )
+                    if self.listener.aec is not None and self._out_id == b"$":
+                        self._out_id = await self.ctx.bus.last_id(out_key)
+                    # One XREAD for both: the reply audio (the echo canceller's reference) and the microphone.
+                    streams = {audio_key: self.last_id}
+                    if self.listener.aec is not None:
+                        streams[out_key] = self._out_id
+                    read = await self.ctx.bus.read_streams(streams, block_ms=1000, count=500)
                     backoff.reset()
                 except REDIS_DOWN as exc:
                     log.warning("audio stream unreadable (%s); retrying", exc, extra={"session": self.sid})
                     await backoff.wait()
                     continue
-                if entries:
-                    await self._process(entries, time.time())
+                if read.get(out_key):
+                    await self._reference(read[out_key])
+                if read.get(audio_key):
+                    await self._process(read[audio_key], time.time())
         finally:
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _reference(self, entries: list[Entry]) -> None:
+        """Reply audio the client will play: queue it as the echo canceller's reference."""
+        aec = self.listener.aec
+        assert aec is not None
+        for entry in entries:
+            self._out_id = entry.id
+            msg = entry.message
+            if not isinstance(msg, AudioChunk):
+                continue
+            played = self._ref_turns.get(msg.turn_id)
+            if played is None:  # first piece of a turn: the client drops a turn cancelled before it played
+                with contextlib.suppress(*REDIS_DOWN):
+                    played = not await self.ctx.bus.is_cancelled(self.sid, msg.turn_id)
+                played = self._ref_turns[msg.turn_id] = played is not False
+                if len(self._ref_turns) > 64:
+                    del self._ref_turns[next(iter(self._ref_turns))]
+            if played:
+                aec.add_reference(from_bytes(msg.audio), msg.sample_rate, msg.turn_id)
 
     async def _process(self, entries: list[Entry], read_at: float) -> None:
         audio: list[np.ndarray] = []
@@ -167,9 +200,15 @@ class SessionRunner:
                 log.warning("bad entry on audio stream: %s", entry.error, extra={"session": self.sid})
             elif isinstance(msg, PlaybackStarted):
                 self.listener.set_playback(True)
+                if self.listener.aec is not None:
+                    self.listener.aec.playback_started()
                 self._reply_audible = True
             elif isinstance(msg, PlaybackFinished):
                 self.listener.set_playback(False)
+                if self.listener.aec is not None:
+                    self.listener.aec.playback_finished()
+                    for turn_id in [t for t, played in self._ref_turns.items() if not played]:
+                        self.listener.aec.drop(turn_id)
             elif isinstance(msg, Configure):
                 self._configure(msg)
             elif isinstance(msg, SessionEnded):
@@ -359,6 +398,10 @@ class SessionRunner:
         turn_id = await self.sessions.cancel_current(self.sid, "barge_in")
         if not turn_id:
             return
+        if self.listener.aec is not None:
+            # Later pieces never reach the speaker; what the client holds plays until it hears
+            # `interrupted` and stops (PlaybackFinished drops the rest of the reference).
+            self._ref_turns[turn_id] = False
         log.info("barge-in: cancelled the turn", extra={"session": self.sid, "turn": turn_id})
 
     # --------------------------------------------------------------- settings

@@ -102,6 +102,12 @@ class SttSettings(ServiceSettings):
     echo_margin_db: float = Field(6.0, description="...at least this many dB above the level of the echo")
     echo_tail_ms: int = Field(300, ge=0, description="Playback's echo lasts this long after PlaybackFinished")
     echo_warmup_ms: int = Field(500, ge=0, description="Playback heard before the echo level is known")
+    # --- echo cancellation (WebRTC AEC3, the reply audio as reference; aec.py) ---
+    aec: bool = Field(True, description="Cancel the reply's echo here unless the client says it does (start)")
+    aec_offset_ms: float = Field(0.0, ge=0, description="Reference starts this long after PlaybackStarted")
+    aec_vad_threshold: float = Field(0.5, gt=0, lt=1, description="Speech probability to barge in, echo cancelled")
+    aec_margin_db: float = Field(6.0, description="...this many dB above the echo left after cancellation...")
+    aec_min_speech_ms: int = Field(192, ge=32, description="...for this long (within echo_window_ms)")
     turn_busy_s: float = Field(20.0, ge=0, description="A turn counts as in progress this long until playback")
 
     # --- sessions across processes ---

@@ -74,6 +74,11 @@ class TurnConfig:
     echo_margin_db: float = 6.0
     echo_tail_ms: int = 300
     echo_warmup_ms: int = 500
+    #: With the echo cancelled (voicefleet/aec.py) the guard judges the cleaned signal: Silero's usual
+    #: threshold, this many dB above what is left of the echo, for this long in the window.
+    aec_vad_threshold: float = 0.5
+    aec_margin_db: float = 6.0
+    aec_min_speech_ms: int = 192
 
     @property
     def vad_neg_threshold(self) -> float:
@@ -105,6 +110,9 @@ class TurnConfig:
             echo_margin_db=s.echo_margin_db,
             echo_tail_ms=s.echo_tail_ms,
             echo_warmup_ms=s.echo_warmup_ms,
+            aec_vad_threshold=s.aec_vad_threshold,
+            aec_margin_db=s.aec_margin_db,
+            aec_min_speech_ms=s.aec_min_speech_ms,
         )
 
 
@@ -238,6 +246,8 @@ class TurnDetector:
         self._cooldown_until = 0
         # playback / echo
         self.playing = False
+        #: The input is cleaned by an echo canceller fed with the reply: no echo-level test needed.
+        self.echo_cancelled = False
         self._echo_until = 0
         chunk_ms = ms(CHUNK)
         self._over_echo: deque[tuple[int, bool]] = deque(maxlen=max(1, int(config.echo_window_ms / chunk_ms)))
@@ -289,14 +299,17 @@ class TurnDetector:
             else:
                 self._over_echo.clear()
                 self._track_onset(start, end, probability >= cfg.vad_threshold)
-            needed = samples(cfg.echo_min_speech_ms if strict else cfg.min_speech_ms)
+            if not strict:
+                needed = samples(cfg.min_speech_ms)
+            else:
+                needed = samples(cfg.aec_min_speech_ms if self.echo_cancelled else cfg.echo_min_speech_ms)
             if self._cand_start is not None and self._cand_voiced >= needed and not self.gated:
                 actions.append(self._begin(strict))
             elif self._awake_until is not None and end > self._awake_until and not self.playing:
                 self._awake_until = None
                 actions.append(Asleep(end))
         else:
-            if self.echo_possible and self.echo.ready:
+            if self.echo_possible and self.echo.ready and not self.echo_cancelled:
                 # The reply's echo is not the user's speech: judge it against the echo level.
                 if level_db(chunk) < self.echo.echo_db:
                     probability = 0.0
@@ -337,7 +350,10 @@ class TurnDetector:
         Speech has a loud/quiet rhythm, so the chunks need not be consecutive:
         what counts is how many of the recent ones (a window) pass the test.
         """
-        user = self.echo.is_user(probability, level)
+        if self.echo_cancelled:  # the residual echo is learned as the echo was: what is left is far quieter
+            user = self.echo.is_user(probability, level, self.config.aec_vad_threshold, self.config.aec_margin_db)
+        else:
+            user = self.echo.is_user(probability, level)
         if self.playing and not user:
             self.echo.observe(level)
         self._over_echo.append((start, user))

@@ -140,6 +140,17 @@ class Bus:
         reply: Any = await self.redis.xread({stream: last_id}, count=count, block=block_ms)
         return [self._entry(entry_id, fields) for _, entries in reply or [] for entry_id, fields in entries]
 
+    async def read_streams(
+        self, last_ids: dict[str, bytes], block_ms: int = 1000, count: int = 100
+    ) -> dict[str, list[Entry]]:
+        """Entries after each stream's last id, in one XREAD (waits up to ``block_ms`` for the first)."""
+        streams: dict[Any, Any] = dict(last_ids)
+        reply: Any = await self.redis.xread(streams, count=count, block=block_ms)
+        return {
+            _text(stream): [self._entry(entry_id, fields) for entry_id, fields in entries]
+            for stream, entries in reply or []
+        }
+
     async def range(self, stream: str, first: bytes | str, last: bytes | str, count: int = 500) -> list[Entry]:
         """Entries from ``first`` to ``last`` inclusive (``-``/``+``: the ends; ``(id``: exclusive)."""
         reply: Any = await self.redis.xrange(stream, min=first, max=last, count=count)

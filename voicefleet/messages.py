@@ -125,6 +125,8 @@ class Start(_ClientMessage):
     resume_session_id: _Id | None = None
     resume_after: _Id | None = None  # a stream_id; None: replay nothing missed
     resume_audio_bytes: int = Field(0, ge=0)
+    #: The client cancels its own echo (it subtracts what it plays): the server skips its echo canceller.
+    echo_cancelled: bool = False
 
 
 class Configure(_ClientMessage):

@@ -75,6 +75,8 @@ class SessionRecord:
     voice: str = ""  # "" = the TTS worker's default
     speech_rate: float = 1.0
     language: str = ""  # "" = the STT worker's default
+    #: The client cancels its own echo (``Start.echo_cancelled``): the STT worker does not.
+    echo_cancelled: bool = False
     created: float = 0.0
     #: The gateway connection attached now; "" while the client is away (the session may be resumed).
     connection: str = ""
@@ -88,7 +90,9 @@ class SessionRecord:
 
     def to_hash(self) -> dict[str, str]:
         # "sample_rate" is written for readers that predate the record (benchmarks, old workers).
-        return {**{k: str(v) for k, v in asdict(self).items()}, "sample_rate": str(BUS_RATE)}
+        # Booleans as 0/1: from_hash parses numbers.
+        fields_ = {k: str(int(v)) if isinstance(v, bool) else str(v) for k, v in asdict(self).items()}
+        return {**fields_, "sample_rate": str(BUS_RATE)}
 
     @classmethod
     def from_hash(cls, raw: dict[Any, Any]) -> SessionRecord:
