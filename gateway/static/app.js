@@ -324,6 +324,8 @@ function connect() {
       output_sample_rate: OUTPUT_RATE,
       wake_word: $("wake").checked ? app.wakeWord : "",
       voice: $("voice").value || null,
+      // The microphone is opened with the browser's echoCancellation: the server need not cancel it again.
+      echo_cancelled: true,
     };
     if (app.resume.sessionId) {
       Object.assign(start, {
