@@ -36,8 +36,8 @@ from bench.common import summary, table, write  # noqa: E402
 from llm_orchestrator.intents import Intent, IntentParser  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data"
-DEFAULT_CORPORA = ["intents_en.tsv", "intents_heldout_en.tsv", "intents_heldout2_en.tsv", "intents_fr.tsv",
-                   "intents_heldout_fr.tsv"]
+DEFAULT_CORPORA = ["intents_en.tsv", "intents_heldout_en.tsv", "intents_heldout2_en.tsv", "intents_heldout3_en.tsv",
+                   "intents_fr.tsv", "intents_heldout_fr.tsv"]
 
 
 def load(path: Path) -> list[tuple[str, str, dict[str, Any]]]:

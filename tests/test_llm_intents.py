@@ -203,7 +203,8 @@ def test_nearest_template_catches_a_paraphrase(full_parser: Any) -> None:
 @pytest.mark.models
 @pytest.mark.parametrize(
     "corpus",
-    ["intents_en.tsv", "intents_heldout_en.tsv", "intents_heldout2_en.tsv", "intents_fr.tsv", "intents_heldout_fr.tsv"],
+    ["intents_en.tsv", "intents_heldout_en.tsv", "intents_heldout2_en.tsv", "intents_heldout3_en.tsv", "intents_fr.tsv",
+     "intents_heldout_fr.tsv"],
 )
 def test_corpus(full_parser: Any, corpus: str) -> None:
     """The README's figures: most commands reach their tool, chat almost never reaches one."""
@@ -226,8 +227,8 @@ def test_every_template_intent_is_a_catalogue_tool_and_its_calls_validate() -> N
 
     for language in LANGUAGES:
         assert set(templates(language).intents.intents) <= set(CATALOGUE), language
-    for corpus in ("intents_en.tsv", "intents_heldout_en.tsv", "intents_heldout2_en.tsv", "intents_fr.tsv",
-                   "intents_heldout_fr.tsv"):
+    for corpus in ("intents_en.tsv", "intents_heldout_en.tsv", "intents_heldout2_en.tsv", "intents_heldout3_en.tsv",
+                   "intents_fr.tsv", "intents_heldout_fr.tsv"):
         language = "fr" if "_fr" in corpus else "en"
         for text, _, _ in load(DATA / corpus):
             intent = parse(text, language)

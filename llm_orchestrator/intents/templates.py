@@ -110,6 +110,8 @@ class Templates:
             value = _ARTICLES.sub("", value)
             if len(value.split()) > _MAX_LABEL_WORDS or "timer" in value.lower() or "minuteur" in value.lower():
                 raise Rejected
+        if slot == "label" and re.search(r"[.!?;]\s", value):
+            raise Rejected  # a label never spans two sentences ("I'm making pasta. Set a| timer")
         if slot == "label" and seconds_in(value, self.language, whole=False) is not None:
             raise Rejected  # "a 5 minute timer" read as a timer named "5 minute"
         if not value or value.lower() in self.filler.empty_args:
