@@ -8,7 +8,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -113,3 +115,39 @@ async def eventually(check: Callable[[], Awaitable[bool]], within: float = 60) -
     async with asyncio.timeout(within):
         while not await check():  # noqa: ASYNC110 (polls Redis state; there is no event to await)
             await asyncio.sleep(0.01)
+
+
+@dataclass
+class RunningFleet:
+    """A gateway and workers started as processes under a key prefix of their own."""
+
+    port: int
+    prefix: str
+    secret: str
+    procs: dict[str, Proc]
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+
+@contextmanager
+def running_fleet(
+    redis_url: str, port: int, prefix: str, logs: Path, workers: dict[str, str], **env: str
+) -> Iterator[RunningFleet]:
+    """``python -m gateway serve`` plus one process per worker (name -> module), ready; stopped and cleaned after."""
+    secret = f"test-secret-{prefix}-0123456789abcdef0123456789"
+    child = child_env(dict(os.environ))
+    child.update(VF_REDIS_URL=redis_url, VF_KEY_PREFIX=prefix, VF_HEALTH_TTL_S="3", PYTHONUNBUFFERED="1",
+                 VF_GATEWAY_JWT_SECRET=secret, VF_GATEWAY_REQUIRED_SERVICES=",".join(workers), **env)
+    procs = {"gateway": Proc(["-m", "gateway", "serve", "--port", str(port)], child, logs / "gateway.log")}
+    try:
+        for name, module in workers.items():
+            procs[name] = Proc(["-m", module], child, logs / f"{name}.log")
+        wait_for_log(procs["gateway"], "Ready: gateway", timeout=30)
+        wait_for_health(f"http://127.0.0.1:{port}", {name: 1 for name in workers}, timeout=240)
+        yield RunningFleet(port, prefix, secret, procs)
+    finally:
+        for proc in procs.values():
+            proc.stop()
+        delete_prefix(redis_url, prefix)

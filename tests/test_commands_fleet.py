@@ -9,14 +9,12 @@ No model chooses the tool here: the intent layer does, before any model.
 from __future__ import annotations
 
 import importlib.util
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from conftest import REDIS_URL, free_port
-from fleet import Proc, child_env, delete_prefix, mint_token, wait_for_health, wait_for_log
+from fleet import mint_token, running_fleet
 
 from audio_client.headless import HeadlessClient, TurnResult
 from audio_client.protocol import StartOptions
@@ -40,30 +38,14 @@ class CommandFleet:
 def command_fleet(redis_available: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CommandFleet]:
     if importlib.util.find_spec("llama_cpp") is None:
         pytest.skip("llama_cpp is not installed")
-    prefix = f"vftest-{new_id()[:8]}"
-    port = free_port()
-    logs: Path = tmp_path_factory.mktemp("command-fleet-logs")
     docs = tmp_path_factory.mktemp("documents")
     (docs / "budget-review.md").write_text("Quarterly budget review: travel costs rose, hiring is frozen until May.\n")
     (docs / "pancakes.txt").write_text("Grandma's pancakes: flour, milk, two eggs, a pinch of salt.\n")
-    secret = f"test-secret-{prefix}-0123456789abcdef0123456789"
-    env = child_env(dict(os.environ))
-    env.update(VF_REDIS_URL=REDIS_URL, VF_KEY_PREFIX=prefix, VF_HEALTH_TTL_S="3", PYTHONUNBUFFERED="1",
-               VF_GATEWAY_JWT_SECRET=secret, VF_GATEWAY_REQUIRED_SERVICES="llm,tts,tools",
-               VF_TOOLS_DATA_DIR=str(tmp_path_factory.mktemp("tools-data")), VF_TOOLS_SEARCH_DIRS=str(docs),
+    env = dict(VF_TOOLS_DATA_DIR=str(tmp_path_factory.mktemp("tools-data")), VF_TOOLS_SEARCH_DIRS=str(docs),
                VF_TOOLS_WEB_PROVIDER="off", VF_LLM_MAX_TOKENS="24")
-    procs = {"gateway": Proc(["-m", "gateway", "serve", "--port", str(port)], env, logs / "gateway.log")}
-    try:
-        for name, module in WORKERS.items():
-            procs[name] = Proc(["-m", module], env, logs / f"{name}.log")
-        wait_for_log(procs["gateway"], "Ready: gateway", timeout=30)
-        wait_for_health(f"http://127.0.0.1:{port}", {name: 1 for name in WORKERS}, timeout=240)
-        yield CommandFleet(f"ws://127.0.0.1:{port}", secret)
-    finally:
-        for proc in procs.values():
-            proc.stop()
-        delete_prefix(REDIS_URL, prefix)
-
+    with running_fleet(REDIS_URL, free_port(), f"vftest-{new_id()[:8]}", tmp_path_factory.mktemp("command-fleet-logs"),
+                       WORKERS, **env) as fleet:
+        yield CommandFleet(fleet.ws, fleet.secret)
 
 def called(result: TurnResult) -> list[tuple[str, dict[str, object]]]:
     return [(t["name"], t["args"]) for t in result.tools if "args" in t]  # type: ignore[misc]

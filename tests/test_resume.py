@@ -9,14 +9,12 @@ then goes on with its history.
 from __future__ import annotations
 
 import importlib.util
-import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from conftest import REDIS_URL, free_port
-from fleet import Proc, child_env, delete_prefix, mint_token, wait_for_health, wait_for_log
+from fleet import mint_token, running_fleet
 
 from audio_client.protocol import GatewaySession, Item, OptionsRefused, ResumePoint, StartOptions
 from llm_orchestrator.history import History
@@ -44,25 +42,10 @@ def resume_fleet(redis_available: None, tmp_path_factory: pytest.TempPathFactory
     if importlib.util.find_spec("llama_cpp") is None:
         pytest.skip("llama_cpp is not installed")
     prefix = f"vftest-{new_id()[:8]}"
-    port = free_port()
-    logs: Path = tmp_path_factory.mktemp("resume-logs")
-    secret = f"test-secret-{prefix}-0123456789abcdef0123456789"
-    env = child_env(dict(os.environ))
-    env.update(VF_REDIS_URL=REDIS_URL, VF_KEY_PREFIX=prefix, VF_HEALTH_TTL_S="3", PYTHONUNBUFFERED="1",
-               VF_GATEWAY_JWT_SECRET=secret, VF_GATEWAY_REQUIRED_SERVICES="llm,tts",
-               VF_GATEWAY_RESUME_GRACE_S="60", VF_GATEWAY_IDLE_TIMEOUT_S="600", VF_LLM_MAX_TOKENS="96")
-    procs = {"gateway": Proc(["-m", "gateway", "serve", "--port", str(port)], env, logs / "gateway.log"),
-             "llm": Proc(["-m", "llm_orchestrator"], env, logs / "llm.log"),
-             "tts": Proc(["-m", "tts_worker"], env, logs / "tts.log")}
-    try:
-        wait_for_log(procs["gateway"], "Ready: gateway", timeout=30)
-        wait_for_health(f"http://127.0.0.1:{port}", {"llm": 1, "tts": 1}, timeout=240)
-        yield ResumeFleet(f"ws://127.0.0.1:{port}", secret, BusSettings(redis_url=REDIS_URL, key_prefix=prefix))
-    finally:
-        for proc in procs.values():
-            proc.stop()
-        delete_prefix(REDIS_URL, prefix)
-
+    env = dict(VF_GATEWAY_RESUME_GRACE_S="60", VF_GATEWAY_IDLE_TIMEOUT_S="600", VF_LLM_MAX_TOKENS="96")
+    workers = {"llm": "llm_orchestrator", "tts": "tts_worker"}
+    with running_fleet(REDIS_URL, free_port(), prefix, tmp_path_factory.mktemp("resume-logs"), workers, **env) as fleet:
+        yield ResumeFleet(fleet.ws, fleet.secret, BusSettings(redis_url=REDIS_URL, key_prefix=prefix))
 
 @pytest.fixture
 async def fleet_bus(resume_fleet: ResumeFleet) -> AsyncIterator[Bus]:

@@ -103,9 +103,8 @@ class SessionRunner:
         self.start = start
         self.last_id: bytes = start.entry_id
         self.ended = False
-        self._fed = 0  # samples handed to the listener
-        # Samples of the audio frames up to ``last_id``: the marker pairs these two, never ``_fed``,
-        # which lags behind ``last_id`` while a batch is being analysed (a new owner undercounted then).
+        # Samples of the audio frames up to ``last_id``, counted as they are read: the samples analysed
+        # so far lag behind ``last_id`` while a batch is in the listener (a new owner undercounted then).
         self._read = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         aec = EchoCanceller(ctx.settings.aec_offset_ms) if ctx.settings.aec and not record.echo_cancelled else None
@@ -221,7 +220,6 @@ class SessionRunner:
     async def _analyse(self, parts: list[np.ndarray], read_at: float) -> None:
         samples = np.concatenate(parts) if len(parts) > 1 else parts[0]
         loop = asyncio.get_running_loop()
-        self._fed += samples.size
         try:
             actions = await loop.run_in_executor(self.ctx.analysis, self.listener.feed, samples)
         except Exception:  # a model failing on one batch must not end the session

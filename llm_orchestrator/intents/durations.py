@@ -24,16 +24,16 @@ _FR_NUMBER = re.compile(rf"\b{_FR_WORD}(?:(?:[\s-]+et[\s-]+|[\s-]+){_FR_WORD})*\
 
 
 def _fr_value(words: list[str]) -> int:
-    total, current = 0, 0
+    current = 0
     for word in words:
         value = _FR_UNITS[word]
         if value == 100:
             current = max(current, 1) * 100
-        elif word == "vingt" and current in (4,):  # quatre-vingt(s)
+        elif word == "vingt" and current == 4:  # quatre-vingt(s)
             current *= 20
         else:
             current += value
-    return total + current
+    return current
 
 
 def _fr_digits(text: str) -> str:

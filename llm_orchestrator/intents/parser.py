@@ -87,9 +87,9 @@ class IntentParser:
         return [c for c in candidates if c]
 
 
-_default = IntentParser(languages=(DEFAULT_LANGUAGE,))
+_templates_only = IntentParser(languages=())  # loads a language's templates on first use, not at import
 
 
 def parse(text: str, language: str | None = None) -> Intent | None:
     """Templates only (no second stage): the explicit command in ``text``, or None."""
-    return _default.parse(text, language)
+    return _templates_only.parse(text, language)
