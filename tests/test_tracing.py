@@ -12,11 +12,14 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from conftest import REDIS_URL, free_port
 from fleet import mint_token, running_fleet
@@ -24,6 +27,8 @@ from test_gateway import open_session, recv_until, serve_gateway
 
 from audio_client.headless import HeadlessClient
 from audio_client.protocol import StartOptions
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
 from voicefleet import codec, metrics, tracing
 from voicefleet.bus import Bus
 from voicefleet.messages import AudioChunk, SpeakRequest, TextInput, TurnRequest, new_id
@@ -94,12 +99,16 @@ def test_spans_continue_the_trace_a_message_carries(tmp_path: Path) -> None:
         with tracing.span("receiver", received):
             tracing.inject(second)
         tracing.record("later", second, time.time() - 0.01, time.time())
+        with tracing.span("inner", start=time.time() - 1.0):  # a stage that began before its span
+            pass
     finally:
         tracing.shutdown()
     spans = {s["name"]: s for s in tracing.read_spans(path)}
     assert spans["sender"]["parent_id"] is None
     assert spans["receiver"]["parent_id"] == spans["sender"]["span_id"]
     assert spans["later"]["parent_id"] == spans["receiver"]["span_id"]
+    inner = spans.pop("inner")
+    assert inner["end"] - inner["start"] >= 1.0 and inner["parent_id"] is None
     assert len({s["trace_id"] for s in spans.values()}) == 1
     assert all(s["attributes"][tracing.SESSION] == "s1" and s["attributes"][tracing.TURN] == "t1"
                for s in spans.values())
@@ -156,6 +165,61 @@ async def test_gateway_starts_the_trace_and_keeps_it_from_clients(
     assert root["span_id"] == parent_id and root["parent_id"] is None
     assert root["attributes"][tracing.SESSION] == sid and root["attributes"][tracing.TURN] == turn.turn_id
     assert spans["gateway.reply_audio"]["parent_id"] == tts_span
+
+
+class OtlpReceiver:
+    """The receiving end of OTLP/HTTP (what Jaeger, Tempo or a collector listen with on 4318): spans by name."""
+
+    def __init__(self) -> None:
+        self.spans: list[Any] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if self.path == "/v1/traces":
+                    request = ExportTraceServiceRequest.FromString(body)
+                    receiver.spans += [s for r in request.resource_spans for ss in r.scope_spans for s in ss.spans]
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> OtlpReceiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+async def test_spans_go_over_otlp_to_the_standard_endpoint_and_queues_reach_metrics(
+    fleet_env: dict[str, str], tmp_path: Path, bus: Bus
+) -> None:
+    await bus.ensure_group(bus.keys.turns, "llm")  # an orchestrator's group, with no orchestrator reading it
+    with OtlpReceiver() as otlp:
+        env = {**fleet_env, "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.url, "OTEL_BSP_SCHEDULE_DELAY": "100"}
+        with serve_gateway(env, tmp_path, VF_GATEWAY_QUEUE_METRICS_S="0.1") as gateway:
+            ws, _ = await open_session(gateway)
+            async with ws:
+                await ws.send(json.dumps({"type": "text", "text": "what time is it"}))
+                async with asyncio.timeout(10):
+                    while "gateway.text_turn" not in {s.name for s in otlp.spans}:  # noqa: ASYNC110 (another thread)
+                        await asyncio.sleep(0.05)
+                    while 'vf_queue_depth{group="llm",state="lag",stream="turns"} 1.0' not in (
+                        text := httpx.get(f"{gateway.http}/metrics").text
+                    ):
+                        await asyncio.sleep(0.05)
+    assert 'vf_queue_depth{group="llm",state="pending",stream="turns"} 0.0' in text
 
 
 # ---------------------------------------------------------------------------------------------
