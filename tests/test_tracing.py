@@ -22,13 +22,12 @@ from typing import Any
 import httpx
 import pytest
 from conftest import REDIS_URL, free_port
-from fleet import mint_token, running_fleet
+from fleet import eventually, mint_token, running_fleet
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from test_gateway import open_session, recv_until, serve_gateway
 
 from audio_client.headless import HeadlessClient
 from audio_client.protocol import StartOptions
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
 from voicefleet import codec, metrics, tracing
 from voicefleet.bus import Bus
 from voicefleet.messages import AudioChunk, SpeakRequest, TextInput, TurnRequest, new_id
@@ -175,7 +174,7 @@ class OtlpReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 if self.path == "/v1/traces":
                     request = ExportTraceServiceRequest.FromString(body)
@@ -210,15 +209,20 @@ async def test_spans_go_over_otlp_to_the_standard_endpoint_and_queues_reach_metr
         env = {**fleet_env, "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.url, "OTEL_BSP_SCHEDULE_DELAY": "100"}
         with serve_gateway(env, tmp_path, VF_GATEWAY_QUEUE_METRICS_S="0.1") as gateway:
             ws, _ = await open_session(gateway)
-            async with ws:
+            async with ws, httpx.AsyncClient() as http:
                 await ws.send(json.dumps({"type": "text", "text": "what time is it"}))
-                async with asyncio.timeout(10):
-                    while "gateway.text_turn" not in {s.name for s in otlp.spans}:  # noqa: ASYNC110 (another thread)
-                        await asyncio.sleep(0.05)
-                    while 'vf_queue_depth{group="llm",state="lag",stream="turns"} 1.0' not in (
-                        text := httpx.get(f"{gateway.http}/metrics").text
-                    ):
-                        await asyncio.sleep(0.05)
+
+                async def exported() -> bool:
+                    return "gateway.text_turn" in {s.name for s in otlp.spans}
+
+                async def queued() -> bool:
+                    metrics_text.append((await http.get(f"{gateway.http}/metrics")).text)
+                    return 'vf_queue_depth{group="llm",state="lag",stream="turns"} 1.0' in metrics_text[-1]
+
+                metrics_text: list[str] = []
+                await eventually(exported, within=10)
+                await eventually(queued, within=10)
+    text = metrics_text[-1]
     assert 'vf_queue_depth{group="llm",state="pending",stream="turns"} 0.0' in text
 
 

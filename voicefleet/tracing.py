@@ -51,13 +51,10 @@ _tracer: Tracer | None = None
 _provider: TracerProvider | None = None
 
 
-def enabled() -> bool:
-    return _tracer is not None
-
-
 def setup(service: str, settings: BusSettings) -> bool:
     """Start tracing for this process if an exporter is configured; True when it is on."""
     global _tracer, _provider
+    shutdown()
     if not (settings.trace_otlp_endpoint or settings.trace_file):
         return False
     provider = TracerProvider(
