@@ -296,11 +296,12 @@ class Turn:
             messages, max_tokens=max_tokens, seed=seed, tools_for=tools_for, on_fallback=self._fallback_notice
         )
         with tracing.span("llm.generate", max_tokens=max_tokens, tools_offered=offer_tools) as span:
+            answering = ""
             async with aclosing(pieces):
                 async for backend, piece in pieces:
-                    if self.backend != backend.name:
-                        span.set_attribute("backend", backend.name)
-                    self.backend = backend.name
+                    if backend.name != answering:  # the first piece, or a fallback took over
+                        answering = self.backend = backend.name
+                        span.set_attribute("backend", answering)
                     if piece.text:
                         speech.reply.stamp("llm_first_token")
                         if not await speech.feed(piece.text):
