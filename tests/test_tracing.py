@@ -30,7 +30,7 @@ from audio_client.headless import HeadlessClient
 from audio_client.protocol import StartOptions
 from voicefleet import codec, metrics, tracing
 from voicefleet.bus import Bus
-from voicefleet.messages import AudioChunk, SpeakRequest, TextInput, TurnRequest, new_id
+from voicefleet.messages import AudioChunk, SpeakRequest, TextInput, TurnRequest, json_schemas, new_id
 from voicefleet.settings import BusSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,6 +65,7 @@ def test_traceparent_round_trips_and_is_left_out_when_there_is_none() -> None:
     plain = TurnRequest(session_id="s", turn_id="t", text="hi")
     assert b"traceparent" not in codec.encode(plain)[codec.HEADER]  # the wire format without tracing is unchanged
     assert "traceparent" not in plain.header()
+    assert "traceparent" not in json.dumps(json_schemas())  # not part of the WebSocket protocol
 
 
 @pytest.mark.parametrize("bad", ["00-zz", "01-" + "a" * 32 + "-" + "b" * 16 + "-01",

@@ -23,6 +23,7 @@ import uuid
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
+from pydantic.json_schema import SkipJsonSchema
 
 from .audio import BUS_RATE, samples_in, seconds_in
 
@@ -57,7 +58,8 @@ class Message(BaseModel):
     #: The W3C ``traceparent`` of the span that sent this message (None when tracing is off). Bus only:
     #: the codec leaves it out of the JSON when None, the gateway never takes it from a client nor sends
     #: it to one. Version 00 only, so its size is fixed (55 characters).
-    traceparent: Annotated[str, StringConstraints(pattern=TRACEPARENT_PATTERN)] | None = None
+    #: Left out of the WebSocket protocol's JSON Schemas (``json_schemas``): clients have no use for it.
+    traceparent: SkipJsonSchema[Annotated[str, StringConstraints(pattern=TRACEPARENT_PATTERN)] | None] = None
 
     #: True for messages that carry raw audio beside the JSON header.
     has_audio: ClassVar[bool] = False

@@ -131,6 +131,7 @@ class Service:
         with contextlib.suppress(*REDIS_DOWN):
             await self.bus.redis.delete(self.keys.health(self.name, self.instance))
         await self.bus.close()
+        await tracing.flush()
         log.info("stopped %s", self.instance)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str = "") -> asyncio.Task[Any]:

@@ -17,6 +17,7 @@ on the event loop.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -75,6 +76,13 @@ def setup(service: str, settings: BusSettings) -> bool:
         log.info("tracing: spans to %s", settings.trace_file)
     _provider, _tracer = provider, provider.get_tracer("voicefleet")
     return True
+
+
+async def flush(timeout_s: float = 5.0) -> None:
+    """Export what is buffered, off the event loop: a service calls it as it stops (uvicorn ends the gateway
+    by raising the signal it caught again, and a process ended by a signal skips the SDK's exit handler)."""
+    if _provider is not None:
+        await asyncio.to_thread(_provider.force_flush, round(timeout_s * 1000))
 
 
 def shutdown() -> None:
