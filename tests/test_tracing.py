@@ -41,7 +41,7 @@ def traceparent(trace_id: str, span_id: str) -> str:
     return f"00-{trace_id}-{span_id}-01"
 
 
-def wait_for_spans(path: Path, want: set[str], trace_id: str | None = None, timeout: float = 15.0) -> list[dict]:
+async def wait_for_spans(path: Path, want: set[str], trace_id: str | None = None, timeout: float = 15) -> list[dict]:
     """The spans in ``path`` once every name in ``want`` is there (of ``trace_id``, when given)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -50,7 +50,7 @@ def wait_for_spans(path: Path, want: set[str], trace_id: str | None = None, time
             return spans
         if time.monotonic() > deadline:
             raise TimeoutError(f"spans {want - {s['name'] for s in spans}} not written; got {spans}")
-        time.sleep(0.1)
+        await asyncio.sleep(0.1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,7 +160,7 @@ async def test_gateway_starts_the_trace_and_keeps_it_from_clients(
             end = await recv_until(ws, "audio_end")
             assert "traceparent" not in start and "traceparent" not in end  # nor does it see one
 
-    spans = {s["name"]: s for s in wait_for_spans(path, {"gateway.text_turn", "gateway.reply_audio"}, trace_id)}
+    spans = {s["name"]: s for s in await wait_for_spans(path, {"gateway.text_turn", "gateway.reply_audio"}, trace_id)}
     root = spans["gateway.text_turn"]
     assert root["span_id"] == parent_id and root["parent_id"] is None
     assert root["attributes"][tracing.SESSION] == sid and root["attributes"][tracing.TURN] == turn.turn_id
@@ -255,13 +255,13 @@ async def test_one_typed_turn_is_one_trace(traced_fleet: tuple[str, str, Path]) 
         result = await client.ask("Take a note: buy oat milk.", timeout_s=60)
     assert result.tools and result.tools[0]["name"] == "notes.add" and result.audio, result
 
-    roots = [s for s in wait_for_spans(path, {"gateway.text_turn"})
+    roots = [s for s in await wait_for_spans(path, {"gateway.text_turn"})
              if s["name"] == "gateway.text_turn" and s["attributes"].get(tracing.TURN) == result.turn_id]
     assert len(roots) == 1
     trace_id = roots[0]["trace_id"]
     want = {"gateway.text_turn", "llm.turn", "llm.intent", "llm.tool_call", "tools.execute", "tts.synthesize",
             "gateway.reply_audio"}
-    spans = wait_for_spans(path, want, trace_id)
+    spans = await wait_for_spans(path, want, trace_id)
     # Every span of this turn, from any service, is in this one trace...
     assert {s["trace_id"] for s in tracing.read_spans(path)
             if s["attributes"].get(tracing.TURN) == result.turn_id} == {trace_id}
