@@ -115,8 +115,8 @@ def span(
     With ``msg``: it carries the message's session and turn ids, and continues
     the message's trace when the message has a ``traceparent`` (otherwise the
     current span, if any, is the parent). Without: the current span's session
-    and turn ids. ``start``: epoch seconds, when the
-    stage began before the span could be opened.
+    and turn ids. ``start``: when the stage began (epoch seconds), for a stage
+    that began before its span could be opened.
     """
     if _tracer is None:
         return _NOOP
