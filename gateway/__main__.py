@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from voicefleet import tracing
 from voicefleet.constraints import exit_on_conflict
 from voicefleet.logs import setup_logging
 
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     exit_on_conflict(settings)
+    tracing.setup("gateway", settings.bus)
     uvicorn.run(
         create_app(settings),
         host=settings.host,

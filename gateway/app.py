@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,19 @@ class Fleet(Service):
 
     def status(self) -> dict[str, Any]:
         return {"sessions": len(self.connections)}
+
+    def loops(self) -> list[Coroutine[Any, Any, None]]:
+        return [self._watch_queues()] if self.gateway.queue_metrics_s else []
+
+    async def _watch_queues(self) -> None:
+        """Keep ``vf_queue_depth`` current: how much work waits for each worker kind (the scaling signal)."""
+        while True:
+            with contextlib.suppress(*REDIS_DOWN):
+                for stream, group, lag, pending in await self.bus.queue_depths():
+                    if lag is not None:
+                        metrics.QUEUE_DEPTH.labels(stream, group, "lag").set(lag)
+                    metrics.QUEUE_DEPTH.labels(stream, group, "pending").set(pending)
+            await asyncio.sleep(self.gateway.queue_metrics_s)
 
     async def on_cancel(self, cancel: Cancel) -> None:
         """Each cancel reaches its connection: the client is told to flush."""

@@ -25,7 +25,7 @@ import numpy as np
 import soxr
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from voicefleet import codec, metrics
+from voicefleet import codec, metrics, tracing
 from voicefleet.audio import BUS_RATE
 from voicefleet.bus import AUDIO_MAXLEN, REDIS_DOWN, Bus
 from voicefleet.messages import (
@@ -46,6 +46,7 @@ from voicefleet.messages import (
     TextInput,
     TurnRequest,
     new_id,
+    now,
 )
 from voicefleet.sessions import SessionRecord, Sessions
 
@@ -143,6 +144,8 @@ class Connection:
         #: Reply audio the resuming client already has: skipped from the replay.
         self._skip_bytes = 0
         self._checked_turns: set[str] = set()
+        #: The turn whose reply audio is being sent: (turn id, its first chunk's traceparent, epoch start).
+        self._audio_out: tuple[str, str | None, float] | None = None
 
     # ---------------------------------------------------------------- public
     async def serve(self, first: Start) -> None:
@@ -431,6 +434,7 @@ class Connection:
             await self._send_error("bad_message", f"That message was not understood: {exc.reason}.")
             return
         msg.session_id = self.session_id
+        msg.traceparent = None  # a client never chooses the trace its turn joins: each turn starts its own
         if isinstance(msg, Stop):
             raise ClientStopped
         if isinstance(msg, Start):
@@ -454,10 +458,13 @@ class Connection:
                                    f"The text is over {self.settings.max_text_chars} characters; shorten it.")
             return
         try:
-            turn_id = await self.sessions.start_turn(self.session_id, reason="new_turn")
-            request = TurnRequest(session_id=self.session_id, turn_id=turn_id, user=self.user, text=text,
-                                  source="text").stamp("eot").stamp("transcript")
-            await self.bus.enqueue(self.keys.turns, request)
+            # The root of the turn's trace: the TurnRequest carries this span's context to the orchestrator.
+            with tracing.span("gateway.text_turn", msg, kind=tracing.SpanKind.SERVER, chars=len(text)):
+                turn_id = await self.sessions.start_turn(self.session_id, reason="new_turn")
+                tracing.set_attributes(**{tracing.TURN: turn_id})
+                request = TurnRequest(session_id=self.session_id, turn_id=turn_id, user=self.user, text=text,
+                                      source="text").stamp("eot").stamp("transcript")
+                await self.bus.enqueue(self.keys.turns, request)
         except REDIS_DOWN:
             await self._send_error("bus_unavailable",
                                    "The assistant's message bus is unreachable; your text was not sent. Try again.")
@@ -537,6 +544,11 @@ class Connection:
         if item.type == "audio_start":
             item.stamp("gateway_sent")
             self._observe(item.ts)
+            self._audio_out = (item.turn_id, item.traceparent, item.ts["gateway_sent"])
+        elif item.type == "audio_end" and self._audio_out is not None and self._audio_out[0] == item.turn_id:
+            _, parent, began = self._audio_out
+            self._audio_out = None
+            tracing.record("gateway.reply_audio", item, began, now(), parent=parent)
         await self._send_event(item)
 
     async def _send_event(self, msg: Message) -> None:
@@ -545,7 +557,7 @@ class Connection:
         metrics.EVENTS_OUT.labels(msg.type).inc()
         async with self._send_lock:
             with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-                await self.ws.send_text(codec.encode_text(msg))
+                await self.ws.send_text(codec.encode_text(msg, trace=False))
 
     async def _send_error(self, code: str, message: str) -> None:
         metrics.ERRORS.labels("gateway", code).inc()

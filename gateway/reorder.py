@@ -69,6 +69,7 @@ class AudioOrder:
                     turn_id=turn.turn_id,
                     sample_rate=nxt.sample_rate,
                     ts=dict(nxt.ts),
+                    traceparent=nxt.traceparent,  # the gateway's reply_audio span hangs under the first chunk's
                 )
                 out.append(start)
             if nxt.audio:

@@ -74,6 +74,9 @@ class GatewaySettings(ServiceSettings):
     tts_max_concurrent: int = Field(4, gt=0, description="POST /v1/tts requests at once")
     tts_max_per_user: int = Field(2, gt=0, description="POST /v1/tts requests at once for one user")
     tts_timeout_s: float = Field(30.0, gt=0)
+    queue_metrics_s: float = Field(
+        5.0, ge=0, description="Read the work streams' lag and pending counts for /metrics this often (0: off)"
+    )
 
     @model_validator(mode="after")
     def _check_keys(self) -> GatewaySettings:

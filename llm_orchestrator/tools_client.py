@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from voicefleet import tracing
 from voicefleet.bus import REDIS_DOWN, Bus
 from voicefleet.catalogue import MemoryList, read_result
 from voicefleet.messages import ToolCall, ToolResult
@@ -52,6 +53,13 @@ class ToolsClient:
         """Run one tool; a result with ``ok=False`` and a sentence to say if it failed."""
         call = ToolCall(session_id=session_id, turn_id=turn_id, user=user, name=name, args=args)
         call.stamp("tool_call")
+        with tracing.span("llm.tool_call", call, kind=tracing.SpanKind.CLIENT, tool=name) as span:
+            result = await self._call(call, timeout_s, show)
+            span.set_attribute("ok", result.ok)
+        return result
+
+    async def _call(self, call: ToolCall, timeout_s: float | None, show: bool) -> ToolResult:
+        name, session_id, turn_id = call.name, call.session_id, call.turn_id
         if show:
             await self.bus.emit(call)
         entry_id = await self.bus.enqueue(self.bus.keys.tools, call)

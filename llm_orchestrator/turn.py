@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from llama_index.core.tools import BaseTool
 
-from voicefleet import metrics
+from voicefleet import metrics, tracing
 from voicefleet.bus import Bus
 from voicefleet.messages import Error, Notice, TurnRequest, now
 from voicefleet.sessions import SessionRecord, Sessions
@@ -147,6 +147,7 @@ class Turn:
             await self._warm_history(self._warm_system)
         outcome = "interrupted" if interrupted else "answered"
         metrics.TURNS.labels("llm", outcome).inc()
+        tracing.set_attributes(outcome=outcome, backend=self.backend, answered_by=self.answered_by, chunks=reply.seq)
         self._observe(reply.ts)
         self._log(
             "turn %s: %d chunks via %s%s",
@@ -161,7 +162,11 @@ class Turn:
         text = self.request.text.strip()
         if not text:
             return
-        intent = self.ctx.intents.parse(text, session.language) if self.ctx.settings.intents else None
+        intent = None
+        if self.ctx.settings.intents:
+            with tracing.span("llm.intent", language=session.language or "") as span:
+                intent = self.ctx.intents.parse(text, session.language)
+                span.set_attribute("tool", intent.tool if intent is not None else "")
         if intent is not None:
             await self._run_command(reply, session, intent)
         else:
@@ -290,15 +295,20 @@ class Turn:
         pieces = self.ctx.chain.stream(
             messages, max_tokens=max_tokens, seed=seed, tools_for=tools_for, on_fallback=self._fallback_notice
         )
-        async with aclosing(pieces):
-            async for backend, piece in pieces:
-                self.backend = backend.name
-                if piece.text:
-                    speech.reply.stamp("llm_first_token")
-                    if not await speech.feed(piece.text):
-                        return None  # cancelled, or the gate ended the reply: closing the stream stops the model
-                if piece.tool_calls:
-                    return piece
+        with tracing.span("llm.generate", max_tokens=max_tokens, tools_offered=offer_tools) as span:
+            answering = ""
+            async with aclosing(pieces):
+                async for backend, piece in pieces:
+                    if backend.name != answering:  # the first piece, or a fallback took over
+                        answering = self.backend = backend.name
+                        span.set_attribute("backend", answering)
+                    if piece.text:
+                        speech.reply.stamp("llm_first_token")
+                        if not await speech.feed(piece.text):
+                            return None  # cancelled, or the gate ended the reply: closing the stream stops the model
+                    if piece.tool_calls:
+                        span.set_attribute("tool_calls", len(piece.tool_calls))
+                        return piece
         return None
 
     async def _run_functions(self, request: Piece, session: SessionRecord) -> list[ChatMessage]:

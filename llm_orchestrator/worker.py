@@ -15,6 +15,7 @@ import logging
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
+from voicefleet import tracing
 from voicefleet.messages import Cancel, Message, TurnRequest
 from voicefleet.service import Service
 from voicefleet.sessions import Sessions
@@ -100,6 +101,11 @@ class LlmService(Service):
         if not isinstance(msg, TurnRequest):
             log.warning("ignoring %s on the turns stream", msg.type)
             return
+        assert self.ctx is not None
+        with tracing.span("llm.turn", msg, kind=tracing.SpanKind.CONSUMER, source=msg.source):
+            await self._answer(msg)
+
+    async def _answer(self, msg: TurnRequest) -> None:
         assert self.ctx is not None
         turn = Turn(self.ctx, msg)
         key = (msg.session_id, msg.turn_id)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import numpy as np
 import pytest
+from fleet import eventually
 from speech import say, silence
 from stt_client import FakeGatewaySession
 
@@ -15,6 +17,7 @@ from vad_stt_worker.hallucinations import normalize_text
 from vad_stt_worker.models import Models
 from vad_stt_worker.settings import SttSettings
 from vad_stt_worker.worker import SttService
+from voicefleet import tracing
 from voicefleet.bus import Bus
 from voicefleet.messages import (
     Configure,
@@ -97,6 +100,31 @@ async def test_a_spoken_command_becomes_a_turn(bus: Bus, service: SttService) ->
         while await bus.redis.exists(bus.keys.owner(session.sid, "stt")):  # noqa: ASYNC110 - polls state set elsewhere
             await asyncio.sleep(0.05)
     assert session.sid not in service.sessions
+
+
+async def test_a_spoken_turn_starts_its_trace_here(bus: Bus, service: SttService, tmp_path: Path) -> None:
+    """With tracing on, the turn's first span covers speech end to turn queued, and the turn carries it on."""
+    path = tmp_path / "spans.jsonl"
+    tracing.setup("stt", BusSettings(trace_file=str(path)))
+    try:
+        session = FakeGatewaySession(bus)
+        await session.open()
+        await session.stream(np.concatenate([silence(0.5), say("What time is it?"), silence(0.8)]))
+        final = await session.wait_for(is_final, within=20)
+        turns = [e.message for e in await bus.read(bus.keys.turns, "0", block_ms=1000)]
+
+        async def written() -> bool:
+            return any(s["name"] == "stt.transcription" for s in tracing.read_spans(path))
+
+        await eventually(written, within=10)
+    finally:
+        tracing.shutdown()
+    turn = next(t for t in turns if isinstance(t, TurnRequest) and t.turn_id == final.turn_id)
+    [span] = [s for s in tracing.read_spans(path) if s["name"] == "stt.transcription"]
+    assert turn.traceparent is not None and turn.traceparent.startswith(f"00-{span['trace_id']}-{span['span_id']}-")
+    assert span["parent_id"] is None
+    assert span["attributes"][tracing.SESSION] == session.sid and span["attributes"][tracing.TURN] == final.turn_id
+    assert span["start"] == pytest.approx(turn.ts["speech_end"], abs=0.001) and span["end"] >= turn.ts["transcript"]
 
 
 async def test_wake_word_gates_and_follow_up_window_keeps_listening(bus: Bus, service: SttService) -> None:

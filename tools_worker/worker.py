@@ -16,6 +16,7 @@ from typing import Any
 
 from llama_index.core import Settings as LlamaSettings
 
+from voicefleet import tracing
 from voicefleet.bus import REDIS_DOWN, Backoff
 from voicefleet.messages import Message, ToolCall, ToolResult
 from voicefleet.service import Service
@@ -125,6 +126,10 @@ class ToolsService(Service):
         if not isinstance(msg, ToolCall):
             log.warning("ignoring %s on the tools stream", msg.type, extra={"session": msg.session_id})
             return
+        with tracing.span("tools.execute", msg, kind=tracing.SpanKind.CONSUMER, tool=msg.name):
+            await self._execute(msg)
+
+    async def _execute(self, msg: ToolCall) -> None:
         extra = {"session": msg.session_id, "turn": msg.turn_id}
         try:
             result = await asyncio.wait_for(self.registry.dispatch(msg), self.config.call_timeout_s)
@@ -134,6 +139,7 @@ class ToolsService(Service):
         except Exception:
             log.exception("%s failed", msg.name, extra=extra)
             result = failure(msg, "Sorry, something went wrong with that tool.", "internal")
+        tracing.set_attributes(ok=result.ok)
         await self._reply(msg.call_id, result)
         self.answered += 1
         log.info("%s -> %s", msg.name, "ok" if result.ok else "refused", extra=extra)

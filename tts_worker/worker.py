@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from voicefleet import metrics
+from voicefleet import metrics, tracing
 from voicefleet.audio import BUS_RATE, clamp_rate
 from voicefleet.messages import AudioChunk, Cancel, Error, Message, Notice, SpeakRequest, TtsRequest, now
 from voicefleet.models import piper_voice
@@ -134,9 +134,12 @@ class TtsService(Service):
         self._active += 1
         try:
             if isinstance(msg, SpeakRequest):
-                await self.speak(msg)
+                with tracing.span("tts.synthesize", msg, kind=tracing.SpanKind.CONSUMER, seq=msg.seq,
+                                  final=msg.final, chars=len(msg.text)):
+                    await self.speak(msg)
             elif isinstance(msg, TtsRequest):
-                await self.answer_http(msg)
+                with tracing.span("tts.synthesize_http", msg, kind=tracing.SpanKind.CONSUMER, chars=len(msg.text)):
+                    await self.answer_http(msg)
             else:
                 log.warning("ignoring a %s message on the speak stream", msg.type)
         finally:
@@ -212,6 +215,7 @@ class TtsService(Service):
             log.info("stopped sentence %d: turn cancelled", msg.seq, extra=ctx)
             return
         first_ms = round((ts.get("tts_first_audio", ts["tts_start"]) - ts["tts_start"]) * 1000)
+        tracing.set_attributes(pieces=index, first_audio_ms=first_ms)
         log.info(
             "spoke sentence %d%s: %d pieces, first audio after %d ms",
             msg.seq, " (final)" if msg.final else "", index, first_ms, extra={**ctx, "ms": elapsed_ms},

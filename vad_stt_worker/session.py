@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from voicefleet import metrics
+from voicefleet import metrics, tracing
 from voicefleet.aec import EchoCanceller
 from voicefleet.audio import BUS_RATE, resample
 from voicefleet.bus import REDIS_DOWN, Backoff, Bus, Entry
@@ -354,13 +354,26 @@ class SessionRunner:
             )
             return
         ts["transcript"] = rec.finished_at
+        # The root of a spoken turn's trace, from the acoustic end of speech to the turn handed on.
+        with tracing.span("stt.transcription", start=ts["speech_end"], kind=tracing.SpanKind.PRODUCER,
+                          **{tracing.SESSION: self.sid}, whisper_ms=round(rec.transcript.elapsed_s * 1000),
+                          speculative=action.speculated, chars=len(rec.text)):
+            turn_id = await self._hand_on(rec, action.utterance, ts)
+        self._turn_sent_at, self._reply_audible = time.monotonic(), False
+        metrics.TURNS.labels("stt", "voice").inc()
+        metrics.STAGE_LATENCY.labels("transcript").observe(max(0.0, rec.finished_at - ts["speech_end"]))
+        log.info("final transcript: %r", rec.text, extra={"session": self.sid, "turn": turn_id, "ms": latency_ms})
+
+    async def _hand_on(self, rec: Recognition, utterance: int, ts: dict[str, float]) -> str:
+        """Start the turn, show the final transcript and enqueue the turn for the orchestrator; the turn id."""
         bus = self.ctx.bus
         turn_id = await self.sessions.start_turn(self.sid, reason="new_turn")
+        tracing.set_attributes(**{tracing.TURN: turn_id})
         await bus.emit(
             TranscriptFinal(
                 session_id=self.sid,
                 turn_id=turn_id,
-                seq=action.utterance,
+                seq=utterance,
                 text=rec.text,
                 language=rec.transcript.language,
                 ts=dict(ts),
@@ -372,10 +385,7 @@ class SessionRunner:
                 session_id=self.sid, turn_id=turn_id, user=self.user, text=rec.text, source="voice", ts=dict(ts)
             ),
         )
-        self._turn_sent_at, self._reply_audible = time.monotonic(), False
-        metrics.TURNS.labels("stt", "voice").inc()
-        metrics.STAGE_LATENCY.labels("transcript").observe(max(0.0, rec.finished_at - ts["speech_end"]))
-        log.info("final transcript: %r", rec.text, extra={"session": self.sid, "turn": turn_id, "ms": latency_ms})
+        return turn_id
 
     async def _partial(self, utterance: int, future: asyncio.Future[Recognition]) -> None:
         rec = await future

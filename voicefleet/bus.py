@@ -22,7 +22,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from . import codec
+from . import codec, tracing
 from .keys import Keys
 from .messages import Cancel, Error, Message
 from .settings import BusSettings
@@ -105,6 +105,7 @@ class Bus:
     # streams: writing
     # ------------------------------------------------------------------
     async def add(self, stream: str, msg: Message, maxlen: int | None = None) -> bytes:
+        tracing.inject(msg)  # sent inside a span: the receiver's span continues its trace
         fields: Any = codec.encode(msg)
         result: Any = await self.redis.xadd(stream, fields, maxlen=maxlen, approximate=True)
         return bytes(result)
@@ -317,6 +318,7 @@ class Bus:
     async def reply(self, request_id: str, msg: Message, ttl_s: int = 120) -> None:
         """Push one reply message for ``request_id`` (several may follow in order)."""
         key = self.keys.reply(request_id)
+        tracing.inject(msg)
         pipe = self.redis.pipeline(transaction=False)
         pipe.rpush(key, json.dumps({"h": msg.header()}).encode() + b"\n" + codec.audio_of(msg))
         pipe.expire(key, ttl_s)
@@ -352,6 +354,20 @@ class Bus:
             status["instance"] = instance
             services.setdefault(service, []).append(status)
         return services
+
+    async def queue_depths(self) -> list[tuple[str, str, int | None, int]]:
+        """``(stream, group, lag, pending)`` for each consumer group of the work streams (``turns``,
+        ``speak``, ``tools``); lag is None when Redis cannot tell (entries deleted mid-stream)."""
+        depths = []
+        for name, stream in (("turns", self.keys.turns), ("speak", self.keys.speak), ("tools", self.keys.tools)):
+            try:
+                groups: Any = await self.redis.xinfo_groups(stream)
+            except ResponseError:  # the stream does not exist yet
+                continue
+            for group in groups:
+                lag = group.get("lag")
+                depths.append((name, _text(group["name"]), None if lag is None else int(lag), int(group["pending"])))
+        return depths
 
     async def alive_instances(self, service: str) -> set[str]:
         pattern = self.keys.health(service, "*")

@@ -39,7 +39,7 @@ class DecodeError(ValueError):
 
 def encode(msg: Message) -> dict[bytes, bytes]:
     """Stream fields for ``msg``."""
-    fields = {HEADER: msg.model_dump_json(exclude={"audio"}).encode()}
+    fields = {HEADER: msg.model_dump_json(exclude=msg.unsent_fields()).encode()}
     if msg.has_audio:
         fields[AUDIO] = audio_of(msg)
     return fields
@@ -158,6 +158,6 @@ def decode_text(
     return msg
 
 
-def encode_text(msg: Message) -> str:
-    """A JSON text frame for the WebSocket."""
-    return msg.model_dump_json(exclude={"audio"})
+def encode_text(msg: Message, trace: bool = True) -> str:
+    """A JSON text frame (WebSocket, pub/sub); ``trace=False`` leaves the trace context out (for clients)."""
+    return msg.model_dump_json(exclude=msg.unsent_fields(trace))

@@ -4,7 +4,9 @@ Every message shares one envelope (:class:`Message`): ``type``, ``version``,
 ``session_id``, ``turn_id``, ``seq``, ``ts``, the wall-clock time (epoch
 seconds) at which each stage touched it, and ``stream_id``: on a server event
 sent to a client, its id in the session's out stream, after which a client
-that lost its connection resumes (see :class:`Start`). Stage times are copied forward from
+that lost its connection resumes (see :class:`Start`), and ``traceparent``: the
+W3C trace context of the span that sent it (bus only, set by
+:mod:`voicefleet.tracing` when tracing is on). Stage times are copied forward from
 message to message, so one turn's latency can be broken down from the last
 message alone.
 
@@ -21,10 +23,14 @@ import uuid
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
+from pydantic.json_schema import SkipJsonSchema
 
 from .audio import BUS_RATE, samples_in, seconds_in
 
 PROTOCOL_VERSION = 1
+
+#: A W3C trace context header, version 00: ``00-<trace id>-<span id>-<flags>`` in lowercase hex.
+TRACEPARENT_PATTERN = r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
 
 
 def new_id() -> str:
@@ -49,6 +55,11 @@ class Message(BaseModel):
     ts: dict[str, float] = Field(default_factory=dict)
     #: Server events only: the event's id in the session's out stream ("" for events sent directly).
     stream_id: str = ""
+    #: The W3C ``traceparent`` of the span that sent this message (None when tracing is off). Bus only:
+    #: the codec leaves it out of the JSON when None, the gateway never takes it from a client nor sends
+    #: it to one. Version 00 only, so its size is fixed (55 characters).
+    #: Left out of the WebSocket protocol's JSON Schemas (``json_schemas``): clients have no use for it.
+    traceparent: SkipJsonSchema[Annotated[str, StringConstraints(pattern=TRACEPARENT_PATTERN)] | None] = None
 
     #: True for messages that carry raw audio beside the JSON header.
     has_audio: ClassVar[bool] = False
@@ -59,8 +70,16 @@ class Message(BaseModel):
         return self
 
     def header(self) -> dict[str, Any]:
-        """The JSON-safe part of the message (audio left out)."""
-        return self.model_dump(mode="json", exclude={"audio"})
+        """The JSON-safe part of the message (audio left out, and ``traceparent`` when there is none)."""
+        return self.model_dump(mode="json", exclude=self.unsent_fields())
+
+    def unsent_fields(self, trace: bool = True) -> set[str]:
+        """The fields a header leaves out: the audio, and the trace context when None (or not ``trace``)."""
+        return _NO_AUDIO if trace and self.traceparent is not None else _NO_AUDIO_NO_TRACE
+
+
+_NO_AUDIO = {"audio"}
+_NO_AUDIO_NO_TRACE = {"audio", "traceparent"}
 
 
 class _AudioMessage(Message):

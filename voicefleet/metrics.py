@@ -25,6 +25,11 @@ STAGE_LATENCY = Histogram(
     ["stage"],
     buckets=_LATENCY_BUCKETS,
 )
+QUEUE_DEPTH = Gauge(
+    "vf_queue_depth",
+    "Work in a stream for one consumer group: 'lag' not yet read by any worker, 'pending' read but not done",
+    ["stream", "group", "state"],
+)
 WORK_SECONDS = Histogram(
     "vf_work_seconds",
     "Time a worker spent on one item",

@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from . import metrics
+from . import metrics, tracing
 from .bus import REDIS_DOWN, Backoff, Bus, Entry, instance_name
 from .constraints import exit_on_conflict
 from .messages import Cancel, Message
@@ -133,6 +133,7 @@ class Service:
         with contextlib.suppress(*REDIS_DOWN):
             await self.bus.redis.delete(self.keys.health(self.name, self.instance))
         await self.bus.close()
+        await tracing.flush()
         log.info("stopped %s", self.instance)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str = "") -> asyncio.Task[Any]:
@@ -315,8 +316,10 @@ def _free(slots: asyncio.Semaphore) -> int:
 
 
 def main_entry(service: Service) -> None:
-    """Check the fleet's cross-service settings, then run a service until it stops (every worker's ``__main__``)."""
+    """Check the fleet's cross-service settings, start tracing if configured, then run a service until it stops
+    (every worker's ``__main__``)."""
     exit_on_conflict(service.settings)
+    tracing.setup(service.name, service.settings.bus)
     try:
         asyncio.run(service.run())
     except KeyboardInterrupt:
