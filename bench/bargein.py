@@ -4,6 +4,7 @@
     .venv/bin/python bench/bargein.py --no-aec        # the echo guard alone (VF_STT_AEC=false), for comparison
     .venv/bin/python bench/bargein.py --room          # the echo through a room: 300 ms reverberation, a
                                                       # saturating speaker (what AEC3's linear filter cannot model)
+    .venv/bin/python bench/bargein.py --people        # recordings of real people interrupt (bench/people.py)
 
 Drives the real STT worker (``SttService``, real models) over the real Redis,
 as the gateway and the TTS worker would: each trial is a fresh session whose
@@ -12,7 +13,8 @@ stream as ``AudioChunk``s, then ``playback_started`` and, in real time, 40 ms
 microphone frames holding the reply's echo (gain 0, -6, -10 or -20 dB, 20 to
 200 ms late) and, in half of the trials, a person speaking over it from
 ``PERSON_AT_S`` (a different sentence, with another speaking rate and pitch,
-at the reply's own level). When the worker cancels the reply's turn (what
+at the reply's own level); with ``--people``, a recording of one of five
+real people (``bench/people.py``) instead, brought to the reply's level. When the worker cancels the reply's turn (what
 the gateway turns into ``interrupted`` for the client, one pub/sub hop
 later) the simulated client stops its speaker 50 ms later and reports
 ``playback_finished``, as the real clients do.
@@ -21,7 +23,7 @@ Reported: false interrupts (a cancel in an echo-only trial or before the
 person spoke), detections per echo gain, latency from the onset of the
 person's speech (energy, -40 dBFS) to the cancel, and words of the person's
 sentence missing from the transcript that follows. Prints a table and writes
-bench/results/bargein[_noaec][_room].json.
+bench/results/bargein[_noaec][_room][_people].json.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import people  # noqa: E402
 from bench.common import summary, table, write  # noqa: E402
 from bench.stt_bench import running_stt, wer_words  # noqa: E402
 from vad_stt_worker.models import Models  # noqa: E402
@@ -102,6 +105,26 @@ def synth(text: str, rate: int, length_scale: float = 1.0, pitch: float = 1.0) -
     return soxr.resample(audio, voice.config.sample_rate * pitch, rate).astype(np.int16)
 
 
+def active_rms(audio: np.ndarray, window: int = 160) -> float:
+    """RMS over the 10 ms windows louder than -40 dBFS: the level of the speech, pauses left out."""
+    frames = audio[: audio.size - audio.size % window].astype(np.float32).reshape(-1, window)
+    levels = np.sqrt(np.mean(frames**2, axis=1))
+    loud = frames[levels > 0.01 * 32768]
+    return float(np.sqrt(np.mean(loud**2))) if loud.size else 1.0
+
+
+def person_voice(said: str, length_scale: float, pitch: float) -> np.ndarray:
+    """A Piper voice not the reply's own, saying ``said``."""
+    return synth(said, BUS_RATE, length_scale, pitch).astype(np.float32)
+
+
+def recorded_person(clip: people.Clip) -> np.ndarray:
+    """A real person's recording, brought to the level of the reply's voice."""
+    voice = people.audio(clip).astype(np.float32)
+    level = active_rms(synth(REPLIES[0], BUS_RATE))
+    return np.clip(voice * level / active_rms(voice), -32768, 32767)
+
+
 def speech_onset_s(audio: np.ndarray, window: int = 160) -> float:
     """First 10 ms window louder than -40 dBFS: the acoustic onset of speech."""
     frames = audio[: audio.size - audio.size % window].astype(np.float32).reshape(-1, window)
@@ -134,7 +157,7 @@ def words_lost(heard: str, said: str) -> int:
 
 
 async def trial(
-    bus: Bus, reply_text: str, gain_db: float, delay_ms: int, person: tuple[str, float, float] | None,
+    bus: Bus, reply_text: str, gain_db: float, delay_ms: int, person: tuple[str, np.ndarray] | None,
     in_room: bool = False,
 ) -> dict[str, Any]:
     """One session: the reply plays, its echo (and maybe a person) goes into the microphone."""
@@ -159,8 +182,7 @@ async def trial(
     onset_sample = None
     said = ""
     if person is not None:
-        said, length_scale, pitch = person
-        voice = synth(said, BUS_RATE, length_scale, pitch).astype(np.float32)
+        said, voice = person
         at = int(PERSON_AT_S * BUS_RATE)
         mic = np.concatenate([mic, np.zeros(max(0, at + voice.size + BUS_RATE - mic.size), np.float32)])
         mic[at : at + voice.size] += voice
@@ -241,7 +263,7 @@ def echo_in(size: int, echo: np.ndarray, delay_ms: int) -> np.ndarray:
     return track
 
 
-async def run(aec: bool, in_room: bool = False) -> dict[str, Any]:
+async def run(aec: bool, in_room: bool = False, real_people: bool = False) -> dict[str, Any]:
     settings = SttSettings(aec=aec, scan_interval_s=0.3)
     models = Models.load(settings, warm=True)
     rows: list[dict[str, Any]] = []
@@ -251,10 +273,15 @@ async def run(aec: bool, in_room: bool = False) -> dict[str, Any]:
             for delay in DELAYS_MS:
                 for with_person in (False, True):
                     person = None
-                    if with_person:
+                    if with_person and real_people:
+                        clip = people.CLIPS[spoken % len(people.CLIPS)]
+                        person = (clip.text, recorded_person(clip))
+                        spoken += 1
+                    elif with_person:
                         # every sentence in every voice, across the conditions
                         length_scale, pitch = PERSON_VOICES[(spoken // len(PERSONS)) % len(PERSON_VOICES)]
-                        person = (PERSONS[spoken % len(PERSONS)], length_scale, pitch)
+                        said = PERSONS[spoken % len(PERSONS)]
+                        person = (said, person_voice(said, length_scale, pitch))
                         spoken += 1
                     row = await trial(bus, REPLIES[n % len(REPLIES)], gain, delay, person, in_room)
                     n += 1
@@ -282,6 +309,7 @@ async def run(aec: bool, in_room: bool = False) -> dict[str, Any]:
     return {
         "aec": aec,
         "room": in_room,
+        "people": real_people,
         "false_interrupts": sum(r["false_interrupt"] for r in rows),
         "trials": len(rows),
         "latency_ms": summary(latencies),
@@ -296,16 +324,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--no-aec", action="store_true", help="the echo guard alone, no echo cancellation")
     parser.add_argument("--room", action="store_true", help="reverberation and a saturating speaker on the echo")
+    parser.add_argument("--people", action="store_true",
+                        help="recordings of real people interrupt, not Piper voices (bench/people.py)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    report = asyncio.run(run(aec=not args.no_aec, in_room=args.room))
+    report = asyncio.run(run(aec=not args.no_aec, in_room=args.room, real_people=args.people))
     print(table(report["by_gain"], ["echo_db", "detected", "false_interrupts", "latency_p50_ms", "words_lost",
                                     "first_word_kept"]))
     lat = report["latency_ms"]
     print(f"false interrupts {report['false_interrupts']} in {report['trials']} trials; "
           f"latency onset -> cancel p50 {lat['p50']:.0f} ms p90 {lat['p90']:.0f} ms; "
           f"words lost {report['words_lost']} of {report['words_said']}")
-    path = write("bargein" + ("_noaec" if args.no_aec else "") + ("_room" if args.room else ""), report)
+    name = "bargein" + ("_noaec" if args.no_aec else "") + ("_room" if args.room else "")
+    path = write(name + ("_people" if args.people else ""), report)
     print(f"wrote {path}")
     return 0
 
