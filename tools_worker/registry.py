@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from voicefleet.catalogue import CATALOGUE, Refusal, ToolArgs, ToolData, ToolSpec, spec
 from voicefleet.messages import ToolCall, ToolResult
+from voicefleet.remote_tools import split_name
 
 from . import records
 from .store import Database
@@ -87,9 +88,14 @@ class Registry:
 
     tools: dict[str, Tool] = field(default_factory=dict)
     db: Database | None = None  # where answers of mutating calls are kept
+    #: Runs ``mcp.<server>.<tool>`` calls (tools found at run time, see ``mcp_client``).
+    remote: Callable[[ToolCall], Awaitable[Outcome]] | None = None
 
     @classmethod
-    def of(cls, tools: Iterable[Tool], db: Database | None = None) -> Registry:
+    def of(
+        cls, tools: Iterable[Tool], db: Database | None = None, remote: Callable[[ToolCall], Awaitable[Outcome]] | None
+        = None,
+    ) -> Registry:
         """A handler for every catalogue tool and for nothing else, or :class:`CatalogueMismatch`."""
         by_name: dict[str, Tool] = {}
         for tool in tools:
@@ -100,10 +106,12 @@ class Registry:
         extra = sorted(set(by_name) - set(CATALOGUE))
         if missing or extra:
             raise CatalogueMismatch(f"tools without a handler: {missing}; handlers without a catalogue entry: {extra}")
-        return cls(by_name, db)
+        return cls(by_name, db, remote)
 
     async def dispatch(self, call: ToolCall) -> ToolResult:
         """Run one call; always returns a result (``ok=False`` with a sentence on refusal)."""
+        if self.remote is not None and split_name(call.name) is not None:
+            return _answer(call, await self.remote(call))
         tool = self.tools.get(call.name)
         if tool is None:
             return _answer(call, refuse(f"I don't have a tool called {call.name!r}.", "unknown_tool"))

@@ -1,0 +1,150 @@
+"""The MCP client of the tools worker against real MCP servers over stdio, with a real Redis.
+
+``mcp-server-time`` (from PyPI) and a small server whose tool list changes
+(``tests/mcp_changing_server.py``) run as child processes. No fleet: the
+links are driven directly, which keeps these fast; the fleet test
+(``test_mcp_fleet.py``) shows the same through a whole turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from fleet import eventually
+
+from tools_worker.mcp_client import McpTools, clip, speakable
+from tools_worker.settings import ToolsSettings
+from voicefleet.bus import Bus
+from voicefleet.messages import ToolCall
+from voicefleet.remote_tools import RemoteCatalogue
+
+pytest.importorskip("mcp_server_time", reason="mcp-server-time is not installed (scripts/setup.sh --dev)")
+
+HERE = Path(__file__).resolve().parent
+TIME_SERVER = {"command": sys.executable, "args": ["-m", "mcp_server_time", "--local-timezone", "UTC"]}
+
+
+def children_running(marker: str) -> list[int]:
+    """PIDs of this process's children whose command line contains ``marker``."""
+    pids = []
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if marker in cmdline:
+                pids.append(int(pid))
+    return pids
+
+
+@pytest.fixture
+async def mcp_tools(bus: Bus, tmp_path: Path) -> AsyncIterator[McpTools]:
+    servers = {
+        "time": {**TIME_SERVER, "deny": ["convert_time"]},
+        "changing": {"command": sys.executable, "args": [str(HERE / "mcp_changing_server.py")]},
+    }
+    settings = ToolsSettings(bus=bus.settings, data_dir=tmp_path, search_dirs="", mcp_servers=json.dumps(servers),
+                             mcp_timeout_s=1.5)
+    tools = McpTools(settings, RemoteCatalogue(bus))
+    await tools.start()
+    tasks = [asyncio.create_task(loop) for loop in tools.loops()]
+    try:
+        await eventually(lambda: _all_up(tools), within=60)
+        yield tools
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _all_up(tools: McpTools) -> bool:
+    return all(link.up for link in tools.links.values())
+
+
+def call(tool: str, user: str = "ada", **args: object) -> ToolCall:
+    return ToolCall(session_id="s1", user=user, name=tool, args=args)
+
+
+async def test_tools_are_published_with_their_schemas_and_the_allow_deny_lists(mcp_tools: McpTools, bus: Bus) -> None:
+    listings = await RemoteCatalogue(bus).listings()
+    assert listings["time"].up and listings["changing"].up
+    time_tools = {t.name: t for t in listings["time"].tools}
+    assert set(time_tools) == {"mcp.time.get_current_time"}  # convert_time is denied
+    schema = time_tools["mcp.time.get_current_time"].input_schema
+    assert "timezone" in schema["properties"]
+    denied = await mcp_tools.dispatch(call("mcp.time.convert_time", source_timezone="UTC", time="10:00",
+                                           target_timezone="Asia/Tokyo"))
+    assert not denied.ok and denied.data is not None and denied.data.error == "denied"  # type: ignore[attr-defined]
+
+
+async def test_a_call_reaches_the_server_with_the_user_and_its_answer_is_speakable(mcp_tools: McpTools) -> None:
+    answer = await mcp_tools.dispatch(call("mcp.time.get_current_time", timezone="Asia/Tokyo"))
+    assert answer.ok, answer.text
+    assert "timezone: Asia/Tokyo" in answer.text and "{" not in answer.text
+    assert answer.data is not None and answer.data.structured["timezone"] == "Asia/Tokyo"  # type: ignore[attr-defined]
+    who = await mcp_tools.dispatch(call("mcp.changing.whoami", user="grace"))
+    assert who.ok and who.text == "grace"
+
+
+async def test_the_catalogue_follows_a_tools_list_changed(mcp_tools: McpTools, bus: Bus) -> None:
+    grown = await mcp_tools.dispatch(call("mcp.changing.grow", name="sprout"))
+    assert grown.ok, grown.text
+
+    async def listed() -> bool:
+        return "mcp.changing.sprout" in await RemoteCatalogue(bus).tools()
+
+    await eventually(listed, within=20)
+    said = await mcp_tools.dispatch(call("mcp.changing.sprout"))
+    assert said.ok and said.text == "I am sprout."
+
+
+async def test_a_slow_server_costs_one_sentence_then_works_again(mcp_tools: McpTools) -> None:
+    [pid] = children_running("mcp_server_time")
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        slow = await asyncio.wait_for(mcp_tools.dispatch(call("mcp.time.get_current_time", timezone="UTC")), 10)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert not slow.ok and slow.text == "Sorry, the time service did not answer in time."
+    again = await mcp_tools.dispatch(call("mcp.time.get_current_time", timezone="UTC"))
+    assert again.ok, again.text
+
+
+async def test_a_server_killed_mid_call_costs_one_sentence_and_comes_back(mcp_tools: McpTools, bus: Bus) -> None:
+    link = mcp_tools.links["time"]
+    [pid] = children_running("mcp_server_time")
+    os.kill(pid, signal.SIGSTOP)  # the call below is sent and waits for an answer that never comes
+    pending = asyncio.create_task(mcp_tools.dispatch(call("mcp.time.get_current_time", timezone="UTC")))
+    await eventually(lambda: _asked(link), within=5)
+    os.kill(pid, signal.SIGKILL)
+    lost = await asyncio.wait_for(pending, 10)
+    assert not lost.ok
+    assert lost.text in ("Sorry, the time service stopped answering, so I could not do that.",
+                         "Sorry, the time service did not answer in time.")
+
+    async def back() -> bool:
+        return link.up and children_running("mcp_server_time") not in ([], [pid])
+
+    await eventually(back, within=30)
+    again = await mcp_tools.dispatch(call("mcp.time.get_current_time", timezone="UTC"))
+    assert again.ok, again.text
+
+
+async def _asked(link: object) -> bool:
+    await asyncio.sleep(0.05)  # the request is written to the (stopped) server's pipe right after the count
+    return bool(getattr(link, "calls", 0))
+
+
+def test_speakable_and_clip() -> None:
+    assert speakable('{"a_b": true, "c": [1, 2], "d": null}') == "a b: yes; c: 1, 2; d: none."
+    assert speakable("plain words") == "plain words"
+    assert clip("one two three four", 9) == "one two…"
+    assert clip("short", 9) == "short"
