@@ -71,7 +71,7 @@ class GatewaySettings(ServiceSettings):
     # --- MCP server (/mcp) ---
     mcp_server: bool = Field(True, description="Offer the assistant's own tools to MCP clients at /mcp (JWT)")
     mcp_tool_timeout_s: float = Field(
-        4.0, gt=0, description="An MCP call waits this long for the tools worker (keep above VF_TOOLS_CALL_TIMEOUT_S)"
+        10.0, gt=0, description="An MCP call waits this long for the tools worker (keep above VF_TOOLS_CALL_TIMEOUT_S)"
     )
 
     # --- fleet ---
