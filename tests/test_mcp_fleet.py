@@ -28,7 +28,7 @@ import httpx
 import pytest
 import redis
 from conftest import REDIS_URL, free_port
-from fleet import RunningFleet, eventually, mint_token, running_fleet
+from fleet import ROOT, RunningFleet, eventually, mint_token, running_fleet
 
 from audio_client.headless import HeadlessClient, TurnResult
 from audio_client.protocol import StartOptions
@@ -38,15 +38,7 @@ pytestmark = [pytest.mark.fleet, pytest.mark.models]
 
 WORKERS = {"llm": "llm_orchestrator", "tts": "tts_worker", "tools": "tools_worker"}
 TIME_SERVER = {"command": sys.executable, "args": ["-m", "mcp_server_time", "--local-timezone", "UTC"]}
-INTENTS = """\
-language: en
-intents:
-  mcp.time.get_current_time:
-    data:
-      - sentences:
-          - "ask the time (server|service) (for|about) the time in {place}"
-          - "what does the time (server|service) say (for|about) {place}"
-"""
+INTENTS = ROOT / "docs" / "examples" / "mcp_time.en.yaml"  # the example the README shows
 
 
 @dataclass
@@ -73,10 +65,8 @@ class McpFleet:
 def mcp_fleet(redis_available: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[McpFleet]:
     if importlib.util.find_spec("mcp_server_time") is None:
         pytest.skip("mcp-server-time is not installed (scripts/setup.sh --dev)")
-    intents = tmp_path_factory.mktemp("intents") / "mcp_time.en.yaml"
-    intents.write_text(INTENTS)
     env = dict(VF_TOOLS_DATA_DIR=str(tmp_path_factory.mktemp("tools-data")), VF_TOOLS_SEARCH_DIRS="",
-               VF_TOOLS_WEB_PROVIDER="off", VF_LLM_MAX_TOKENS="24", VF_LLM_INTENT_FILES=str(intents),
+               VF_TOOLS_WEB_PROVIDER="off", VF_LLM_MAX_TOKENS="24", VF_LLM_INTENT_FILES=str(INTENTS),
                VF_TOOLS_MCP_SERVERS=json.dumps({"time": TIME_SERVER}), VF_TOOLS_MCP_TIMEOUT_S="2",
                VF_LLM_INTENT_NEAREST="false",
                # Every turn here is a command, answered without a model: an OpenAI-compatible URL nobody serves

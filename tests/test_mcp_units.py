@@ -30,6 +30,8 @@ def test_servers_come_as_json_or_as_claude_desktops_file(tmp_path: Path) -> None
     loaded = settings(str(config)).mcp_servers
     assert loaded["web"].headers == {"Authorization": "Bearer t"} and loaded["time"].args == TIME["args"]
     assert settings("").mcp_servers == {}
+    example = settings(str(Path(__file__).resolve().parent.parent / "docs" / "examples" / "mcp_servers.json"))
+    assert set(example.mcp_servers) == {"time", "files", "wiki"}  # the README's example stays valid
 
 
 @pytest.mark.parametrize(
