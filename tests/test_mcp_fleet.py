@@ -28,11 +28,13 @@ import httpx
 import pytest
 import redis
 from conftest import REDIS_URL, free_port
-from fleet import ROOT, RunningFleet, eventually, mint_token, running_fleet
+from fleet import ROOT, RunningFleet, eventually, fleet_secret, mint_token, running_fleet
 
 from audio_client.headless import HeadlessClient, TurnResult
 from audio_client.protocol import StartOptions
-from voicefleet.messages import new_id
+from voicefleet.bus import Bus
+from voicefleet.messages import ToolCall, new_id
+from voicefleet.settings import BusSettings
 
 pytestmark = [pytest.mark.fleet, pytest.mark.models]
 
@@ -52,10 +54,10 @@ class McpFleet:
     def token(self, sub: str) -> str:
         return mint_token(self.fleet.secret, sub)
 
-    def listing(self) -> dict[str, object]:
+    def listing(self, server: str = "time") -> dict[str, object]:
         client = redis.Redis.from_url(REDIS_URL)
         try:
-            raw = client.hget(f"{self.fleet.prefix}:remote_tools", "time")
+            raw = client.hget(f"{self.fleet.prefix}:remote_tools", server)
         finally:
             client.close()
         return json.loads(raw) if raw else {}
@@ -65,15 +67,19 @@ class McpFleet:
 def mcp_fleet(redis_available: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[McpFleet]:
     if importlib.util.find_spec("mcp_server_time") is None:
         pytest.skip("mcp-server-time is not installed (scripts/setup.sh --dev)")
+    port, prefix = free_port(), f"vftest-{new_id()[:8]}"
+    # The tools worker is also a client of the gateway's own /mcp, over streamable HTTP with a header.
+    itself = {"url": f"http://127.0.0.1:{port}/mcp",
+              "headers": {"Authorization": f"Bearer {mint_token(fleet_secret(prefix), 'svc')}"},
+              "allow": ["notes.add", "notes.list", "time.now"]}
     env = dict(VF_TOOLS_DATA_DIR=str(tmp_path_factory.mktemp("tools-data")), VF_TOOLS_SEARCH_DIRS="",
                VF_TOOLS_WEB_PROVIDER="off", VF_LLM_MAX_TOKENS="24", VF_LLM_INTENT_FILES=str(INTENTS),
-               VF_TOOLS_MCP_SERVERS=json.dumps({"time": TIME_SERVER}), VF_TOOLS_MCP_TIMEOUT_S="2",
+               VF_TOOLS_MCP_SERVERS=json.dumps({"time": TIME_SERVER, "self": itself}), VF_TOOLS_MCP_TIMEOUT_S="2",
                VF_LLM_INTENT_NEAREST="false",
                # Every turn here is a command, answered without a model: an OpenAI-compatible URL nobody serves
                # keeps the LLM out (faster, and these tests are about MCP, not the model).
                VF_LLM_BACKENDS="openai", VF_LLM_OPENAI_BASE_URL=f"http://127.0.0.1:{free_port()}/v1")
-    with running_fleet(REDIS_URL, free_port(), f"vftest-{new_id()[:8]}", tmp_path_factory.mktemp("mcp-fleet-logs"),
-                       WORKERS, **env) as fleet:
+    with running_fleet(REDIS_URL, port, prefix, tmp_path_factory.mktemp("mcp-fleet-logs"), WORKERS, **env) as fleet:
         yield McpFleet(fleet)
 
 
@@ -102,6 +108,25 @@ async def test_the_catalogue_lists_the_servers_tools(mcp_fleet: McpFleet) -> Non
     tools = {t["name"]: t for t in mcp_fleet.listing()["tools"]}  # type: ignore[attr-defined]
     assert {"mcp.time.get_current_time", "mcp.time.convert_time"} <= set(tools)
     assert "timezone" in tools["mcp.time.get_current_time"]["input_schema"]["properties"]
+
+
+async def test_the_client_also_reaches_servers_over_streamable_http(mcp_fleet: McpFleet) -> None:
+    async def up() -> bool:
+        return bool(mcp_fleet.listing("self").get("up"))
+
+    await eventually(up, within=60)
+    names = {t["name"] for t in mcp_fleet.listing("self")["tools"]}  # type: ignore[attr-defined]
+    assert names == {"mcp.self.notes.add", "mcp.self.notes.list", "mcp.self.time.now"}  # the allow list
+    bus = Bus(BusSettings(redis_url=REDIS_URL, key_prefix=mcp_fleet.fleet.prefix))
+    try:  # a call the orchestrator would make: bus -> tools worker -> HTTP -> the gateway's /mcp -> bus -> tools
+        call = ToolCall(session_id="s", user="ada", name="mcp.self.notes.add", args={"text": "service the boiler"})
+        added = await bus.call_tool(call, 10)
+    finally:
+        await bus.close()
+    assert added is not None and added.ok, added
+    async with mcp_client(mcp_fleet, mcp_fleet.token("svc")) as svc:  # stored for the header's user
+        listed = await svc.call_tool("notes.list", {})  # type: ignore[attr-defined]
+    assert "boiler" in listed.content[0].text
 
 
 async def test_a_typed_request_reaches_the_mcp_tool_and_is_spoken(mcp_fleet: McpFleet) -> None:
