@@ -3,7 +3,7 @@
 Used by the MCP client's tests to show the catalogue following
 ``tools/list_changed`` (2026 servers announce it on ``subscriptions/listen``,
 2025 ones as a notification; the SDK's ``notify_tools_changed`` serves both).
-``whoami`` answers the user id the call carried in its ``_meta``.
+``whoami`` answers the user id the call carried in its ``_meta``; ``ramble`` answers at length.
 """
 
 from __future__ import annotations
@@ -30,6 +30,12 @@ async def whoami(ctx: Context) -> str:
     """The user the call was made for (from the request's _meta)."""
     meta = ctx.request_context.meta or {}
     return str(meta.get("io.voicefleet/user", "nobody"))
+
+
+@server.tool()
+async def ramble(words: int) -> str:
+    """Say ``words`` words (an answer over the size limit)."""
+    return " ".join(["word"] * words)
 
 
 if __name__ == "__main__":

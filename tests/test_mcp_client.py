@@ -67,7 +67,8 @@ async def mcp_tools(bus: Bus, tmp_path_factory: pytest.TempPathFactory) -> Async
     tmp_path = tmp_path_factory.mktemp("mcp-client")
     servers = {
         "time": {**TIME_SERVER, "deny": ["convert_time"]},
-        "changing": {"command": sys.executable, "args": [str(HERE / "mcp_changing_server.py")]},
+        "changing": {"command": sys.executable, "args": [str(HERE / "mcp_changing_server.py")],
+                     "max_result_chars": 100},
     }
     settings = ToolsSettings(bus=bus.settings, data_dir=tmp_path, search_dirs="", mcp_servers=json.dumps(servers),
                              mcp_timeout_s=1.5)
@@ -110,6 +111,12 @@ async def test_a_call_reaches_the_server_with_the_user_and_its_answer_is_speakab
     assert answer.data is not None and answer.data.structured["timezone"] == "Asia/Tokyo"  # type: ignore[attr-defined]
     who = await mcp_tools.dispatch(call("mcp.changing.whoami", user="grace"))
     assert who.ok and who.text == "grace"
+
+
+async def test_a_long_answer_is_cut_to_the_servers_limit(mcp_tools: McpTools) -> None:
+    long = await mcp_tools.dispatch(call("mcp.changing.ramble", words=2000))
+    assert long.ok and len(long.text) <= 100 and long.text.endswith("…")
+    assert long.data is not None and long.data.truncated and len(long.data.text) <= 100  # type: ignore[attr-defined]
 
 
 async def test_the_catalogue_follows_a_tools_list_changed(mcp_tools: McpTools, bus: Bus) -> None:

@@ -202,9 +202,10 @@ class ServerLink:
                 result = await client.call_tool(tool, call.args or {}, read_timeout_seconds=self.timeout_s,
                                                 meta=meta)  # type: ignore[arg-type]
         except TimeoutError:
-            log.warning("MCP server %s: %s took over %.1f s", self.name, tool, self.timeout_s)
-            return refuse(f"Sorry, the {self.name} service did not answer in time.", "mcp_timeout")
+            return self._too_slow(tool)
         except MCPError as exc:
+            if exc.code == types.REQUEST_TIMEOUT:  # the SDK's own read timeout may fire first
+                return self._too_slow(tool)
             if self._dead(exc):
                 self._broken.set()
                 return refuse(f"Sorry, the {self.name} service stopped answering, so I could not do that.",
@@ -219,16 +220,23 @@ class ServerLink:
         log.info("MCP server %s: %s answered in %d ms", self.name, tool, (time.monotonic() - started) * 1000)
         return self._outcome(tool, result)
 
+    def _too_slow(self, tool: str) -> Outcome:
+        log.warning("MCP server %s: %s took over %.1f s", self.name, tool, self.timeout_s)
+        return refuse(f"Sorry, the {self.name} service did not answer in time.", "mcp_timeout")
+
     @staticmethod
     def _dead(exc: MCPError) -> bool:
         return exc.code == types.CONNECTION_CLOSED
 
     def _outcome(self, tool: str, result: types.CallToolResult) -> Outcome:
         raw = " ".join(_content_text(block) for block in result.content).strip()
+        said = speakable(raw)
         structured = result.structured_content if isinstance(result.structured_content, dict) else None
-        text, truncated = clip(speakable(raw), self.max_chars), len(speakable(raw)) > self.max_chars
-        data = RemoteResult(server=self.name, tool=tool, text=clip(raw, self.max_chars), structured=structured,
-                            truncated=truncated or len(raw) > self.max_chars)
+        too_big = structured is not None and len(json.dumps(structured)) > self.max_chars
+        data = RemoteResult(server=self.name, tool=tool, text=clip(raw, self.max_chars),
+                            structured=None if too_big else structured,
+                            truncated=too_big or max(len(raw), len(said)) > self.max_chars)
+        text = clip(said, self.max_chars)
         if result.is_error:
             return refuse(text or f"The {self.name} service could not do that.", "mcp_tool_error")
         return Outcome(True, text or "Done.", data)
