@@ -7,7 +7,8 @@ without a handler, or a handler without an entry, stops the worker at start.
 Bad arguments and unknown names become a refusal with a sentence, never an
 exception. Tools that change something (``mutates``) keep their answer per
 ``call_id``, so a call redelivered after a worker died gets the same answer
-instead of doing it twice.
+instead of doing it twice. Calls of the tools of MCP servers (``mcp.<server>.<tool>``,
+not in the catalogue) go to the ``remote`` handler.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ def refuse(text: str, error: str, candidates: list[dict[str, Any]] | None = None
 
 
 Handler = Callable[[ToolCall, Any], Awaitable[Outcome]]
+#: Runs a call of a tool found at run time (``mcp.<server>.<tool>``, see ``mcp_client``).
+RemoteHandler = Callable[[ToolCall], Awaitable[Outcome]]
 
 
 @dataclass(frozen=True)
@@ -88,14 +91,10 @@ class Registry:
 
     tools: dict[str, Tool] = field(default_factory=dict)
     db: Database | None = None  # where answers of mutating calls are kept
-    #: Runs ``mcp.<server>.<tool>`` calls (tools found at run time, see ``mcp_client``).
-    remote: Callable[[ToolCall], Awaitable[Outcome]] | None = None
+    remote: RemoteHandler | None = None  # runs mcp.<server>.<tool> calls
 
     @classmethod
-    def of(
-        cls, tools: Iterable[Tool], db: Database | None = None, remote: Callable[[ToolCall], Awaitable[Outcome]] | None
-        = None,
-    ) -> Registry:
+    def of(cls, tools: Iterable[Tool], db: Database | None = None, remote: RemoteHandler | None = None) -> Registry:
         """A handler for every catalogue tool and for nothing else, or :class:`CatalogueMismatch`."""
         by_name: dict[str, Tool] = {}
         for tool in tools:
