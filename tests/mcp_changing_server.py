@@ -21,7 +21,9 @@ async def grow(name: str, ctx: Context) -> str:
         return f"I am {name}."
 
     server.add_tool(added, name=name, description=f"The {name} tool, added at run time.")
-    await ctx.notify_tools_changed()
+    await ctx.notify_tools_changed()  # to subscriptions/listen streams (2026-07-28)
+    if ctx.protocol_version and ctx.protocol_version < "2026":
+        await ctx.session.send_tool_list_changed()  # the 2025 notification on the session
     return f"added {name}"
 
 

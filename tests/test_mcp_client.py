@@ -69,10 +69,12 @@ async def mcp_tools(bus: Bus, tmp_path_factory: pytest.TempPathFactory) -> Async
         "time": {**TIME_SERVER, "deny": ["convert_time"]},
         "changing": {"command": sys.executable, "args": [str(HERE / "mcp_changing_server.py")],
                      "max_result_chars": 100},
+        "old": {"command": sys.executable, "args": [str(HERE / "mcp_changing_server.py")]},
     }
     settings = ToolsSettings(bus=bus.settings, data_dir=tmp_path, search_dirs="", mcp_servers=json.dumps(servers),
                              mcp_timeout_s=1.5)
     tools = McpTools(settings, RemoteCatalogue(bus))
+    tools.links["old"].mode = "legacy"  # the same server, spoken to as a 2025 client: notifications, no listen
     await tools.start()
     tasks = [asyncio.create_task(loop) for loop in tools.loops()]
     try:
@@ -119,15 +121,16 @@ async def test_a_long_answer_is_cut_to_the_servers_limit(mcp_tools: McpTools) ->
     assert long.data is not None and long.data.truncated and len(long.data.text) <= 100  # type: ignore[attr-defined]
 
 
-async def test_the_catalogue_follows_a_tools_list_changed(mcp_tools: McpTools, bus: Bus) -> None:
-    grown = await mcp_tools.dispatch(call("mcp.changing.grow", name="sprout"))
+@pytest.mark.parametrize("server", ["changing", "old"])
+async def test_the_catalogue_follows_a_tools_list_changed(mcp_tools: McpTools, bus: Bus, server: str) -> None:
+    grown = await mcp_tools.dispatch(call(f"mcp.{server}.grow", name="sprout"))
     assert grown.ok, grown.text
 
     async def listed() -> bool:
-        return "mcp.changing.sprout" in await RemoteCatalogue(bus).tools()
+        return f"mcp.{server}.sprout" in await RemoteCatalogue(bus).tools()
 
     await eventually(listed, within=20)
-    said = await mcp_tools.dispatch(call("mcp.changing.sprout"))
+    said = await mcp_tools.dispatch(call(f"mcp.{server}.sprout"))
     assert said.ok and said.text == "I am sprout."
 
 

@@ -56,6 +56,10 @@ MAX_PAGES = 20  # of a tools/list walk: a server whose cursor never ends cannot 
 class ServerLink:
     """The connection to one MCP server, its published tools, and calls to them."""
 
+    #: How the protocol version is agreed: "auto" asks the server (2026-07-28 if it can, else the
+    #: initialize handshake of 2025); tests set "legacy" to follow a 2025 server's notifications.
+    mode = "auto"
+
     def __init__(self, name: str, config: McpServer, settings: ToolsSettings, catalogue: RemoteCatalogue) -> None:
         self.name, self.config, self.catalogue = name, config, catalogue
         self.timeout_s = settings.mcp_call_timeout(config)
@@ -78,8 +82,10 @@ class ServerLink:
             params = StdioServerParameters(
                 command=self.config.command, args=self.config.args, env=self.config.env or None, cwd=self.config.cwd
             )
-            return Client(params, message_handler=self._on_message, read_timeout_seconds=self.connect_timeout_s)
-        return Client(self._http(), message_handler=self._on_message, read_timeout_seconds=self.connect_timeout_s)
+            return Client(params, message_handler=self._on_message, read_timeout_seconds=self.connect_timeout_s,
+                          mode=self.mode)
+        return Client(self._http(), message_handler=self._on_message, read_timeout_seconds=self.connect_timeout_s,
+                      mode=self.mode)
 
     @contextlib.asynccontextmanager
     async def _http(self) -> AsyncIterator[Any]:
