@@ -3,6 +3,7 @@
 Used by the MCP client's tests to show the catalogue following
 ``tools/list_changed`` (2026 servers announce it on ``subscriptions/listen``,
 2025 ones as a notification; the SDK's ``notify_tools_changed`` serves both).
+Extra command-line words are ignored (tests use them to tell two copies apart).
 ``whoami`` answers the user id the call carried in its ``_meta``; ``ramble`` answers at length.
 """
 

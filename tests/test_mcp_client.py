@@ -69,10 +69,10 @@ async def mcp_tools(bus: Bus, tmp_path_factory: pytest.TempPathFactory) -> Async
         "time": {**TIME_SERVER, "deny": ["convert_time"]},
         "changing": {"command": sys.executable, "args": [str(HERE / "mcp_changing_server.py")],
                      "max_result_chars": 100},
-        "old": {"command": sys.executable, "args": [str(HERE / "mcp_changing_server.py")]},
+        "old": {"command": sys.executable, "args": [str(HERE / "mcp_changing_server.py"), "old"]},
     }
     settings = ToolsSettings(bus=bus.settings, data_dir=tmp_path, search_dirs="", mcp_servers=json.dumps(servers),
-                             mcp_timeout_s=1.5)
+                             mcp_timeout_s=1.5, mcp_relist_s=0.5)
     tools = McpTools(settings, RemoteCatalogue(bus))
     tools.links["old"].mode = "legacy"  # the same server, spoken to as a 2025 client: notifications, no listen
     await tools.start()
@@ -144,3 +144,16 @@ async def test_a_slow_server_costs_one_sentence_then_works_again(mcp_tools: McpT
     assert not slow.ok and slow.text == "Sorry, the time service did not answer in time."
     again = await mcp_tools.dispatch(call("mcp.time.get_current_time", timezone="UTC"))
     assert again.ok, again.text
+
+
+async def test_a_server_that_dies_while_idle_is_noticed_and_started_again(mcp_tools: McpTools) -> None:
+    link = mcp_tools.links["old"]
+    [pid] = children_running("mcp_changing_server.py old")
+    os.kill(pid, signal.SIGKILL)
+
+    async def replaced() -> bool:
+        return link.up and children_running("mcp_changing_server.py old") not in ([], [pid])
+
+    await eventually(replaced, within=30)  # no call needed: the periodic listing found it dead
+    who = await mcp_tools.dispatch(call("mcp.old.whoami", user="ada"))
+    assert who.ok and who.text == "ada"

@@ -7,8 +7,11 @@ headers. On connecting, and again whenever the server announces
 ``notifications/tools/list_changed`` (or, on 2026-era servers, sends that event
 on a ``subscriptions/listen`` stream), the link lists the tools, applies the
 allow and deny lists and publishes them (:mod:`voicefleet.remote_tools`) for
-the orchestrator. A link that breaks reconnects with backoff, in the
-background: the worker never waits for a server to start.
+the orchestrator. The tools are also listed every ``VF_TOOLS_MCP_RELIST_S``:
+that finds changes of servers that do not announce them, and a server that
+died (or hangs) while nobody called it. A link that breaks reconnects with
+backoff (a stdio server is started again), in the background: the worker
+never waits for a server to start.
 
 A call never hangs and never raises: a server that is down, slow past its
 timeout, or killed mid-call costs the turn one sentence naming it. Every call
@@ -65,6 +68,7 @@ class ServerLink:
         self.timeout_s = settings.mcp_call_timeout(config)
         self.max_chars = settings.mcp_result_limit(config)
         self.connect_timeout_s = settings.mcp_connect_timeout_s
+        self.relist_s = settings.mcp_relist_s or None
         self.client: Client | None = None
         self.tools: dict[str, RemoteTool] = {}
         self.error = "not connected yet"
@@ -127,18 +131,24 @@ class ServerLink:
             while not self._broken.is_set():
                 changed = asyncio.create_task(self._changed.wait())
                 broken = asyncio.create_task(self._broken.wait())
-                await asyncio.wait({changed, broken}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({changed, broken}, timeout=self.relist_s, return_when=asyncio.FIRST_COMPLETED)
                 changed.cancel()
                 broken.cancel()
-                if self._changed.is_set() and not self._broken.is_set():
-                    self._changed.clear()
+                if self._broken.is_set():
+                    break
+                # Announced, or time to look again: a dead idle server shows here, not only at the next call.
+                announced = self._changed.is_set()
+                self._changed.clear()
+                before = set(self.tools)
+                async with asyncio.timeout(self.timeout_s):
                     await self.refresh(client)
+                if announced or set(self.tools) != before:
                     log.info("MCP server %s: tools changed, now %d", self.name, len(self.tools))
         finally:
             if listen is not None:
                 listen.cancel()
                 await asyncio.gather(listen, return_exceptions=True)
-        raise ConnectionError(self.error)
+        raise ConnectionError(self.error or "a call found the connection dead")
 
     async def _listen(self, client: Client) -> None:
         """2026-era servers send list changes only on a ``subscriptions/listen`` stream."""
@@ -213,6 +223,7 @@ class ServerLink:
             if exc.code == types.REQUEST_TIMEOUT:  # the SDK's own read timeout may fire first
                 return self._too_slow(tool)
             if self._dead(exc):
+                self.error = f"{tool}: {describe(exc)}"
                 self._broken.set()
                 return refuse(f"Sorry, the {self.name} service stopped answering, so I could not do that.",
                               "mcp_unavailable")
@@ -220,6 +231,7 @@ class ServerLink:
             return refuse(f"The {self.name} service refused that: {clip(exc.message, 200)}", "mcp_error")
         except Exception as exc:
             log.warning("MCP server %s: %s failed: %s", self.name, tool, describe(exc))
+            self.error = f"{tool}: {describe(exc)}"
             self._broken.set()
             return refuse(f"Sorry, the {self.name} service stopped answering, so I could not do that.",
                           "mcp_unavailable")

@@ -135,6 +135,10 @@ class ToolsSettings(ServiceSettings):
         2.5, gt=0, description="A call to an MCP server gives up after this long (keep below VF_TOOLS_CALL_TIMEOUT_S)"
     )
     mcp_max_result_chars: int = Field(2000, ge=40, description="An MCP tool's text result is cut to this length")
+    mcp_relist_s: float = Field(
+        30.0, ge=0, description="List each MCP server's tools again this often: finds a dead idle server and changes "
+        "of servers that do not announce them (0: only on announcements)"
+    )
     mcp_connect_timeout_s: float = Field(
         20.0, gt=0, description="Starting and greeting an MCP server may take this long"
     )
