@@ -70,6 +70,7 @@ async def mcp_tools(bus: Bus, tmp_path_factory: pytest.TempPathFactory) -> Async
         "changing": {"command": sys.executable, "args": [str(HERE / "mcp_changing_server.py")],
                      "max_result_chars": 100},
         "old": {"command": sys.executable, "args": [str(HERE / "mcp_changing_server.py"), "old"]},
+        "gone": {"command": "/nonexistent/mcp-server"},
     }
     settings = ToolsSettings(bus=bus.settings, data_dir=tmp_path, search_dirs="", mcp_servers=json.dumps(servers),
                              mcp_timeout_s=1.5, mcp_relist_s=0.5)
@@ -87,7 +88,7 @@ async def mcp_tools(bus: Bus, tmp_path_factory: pytest.TempPathFactory) -> Async
 
 
 async def _all_up(tools: McpTools) -> bool:
-    return all(link.up for link in tools.links.values())
+    return all(link.up for name, link in tools.links.items() if name != "gone")
 
 
 def call(tool: str, user: str = "ada", **args: object) -> ToolCall:
@@ -132,6 +133,13 @@ async def test_the_catalogue_follows_a_tools_list_changed(mcp_tools: McpTools, b
     await eventually(listed, within=20)
     said = await mcp_tools.dispatch(call(f"mcp.{server}.sprout"))
     assert said.ok and said.text == "I am sprout."
+
+
+async def test_a_server_that_cannot_start_costs_one_sentence(mcp_tools: McpTools, bus: Bus) -> None:
+    listing = (await RemoteCatalogue(bus).listings())["gone"]
+    assert not listing.up and listing.error.startswith("cannot connect")
+    answer = await mcp_tools.dispatch(call("mcp.gone.anything"))
+    assert not answer.ok and answer.text == "Sorry, the gone service is not available right now."
 
 
 async def test_a_slow_server_costs_one_sentence_then_works_again(mcp_tools: McpTools) -> None:

@@ -73,6 +73,7 @@ class ServerLink:
         self.tools: dict[str, RemoteTool] = {}
         self.error = "not connected yet"
         self.calls = 0
+        self.connections = 0  # times the server was reached and listed
         self._changed = asyncio.Event()  # the server said its tools changed
         self._broken = asyncio.Event()  # a call found the connection dead: reconnect
 
@@ -103,17 +104,17 @@ class ServerLink:
         """Stay connected: connect, publish, refresh on change; reconnect with backoff when it breaks."""
         backoff = Backoff(first=0.5, cap=30.0)
         while True:
-            connected = False
+            before = self.connections
             try:
                 # Exceptions of the SDK's own tasks (a dead server) come out of this block, not into _serve.
                 async with self._client() as client:
-                    connected = True
                     await self._serve(client)
             except Exception as exc:
-                await self._down(f"{'connection lost' if connected else 'cannot connect'}: {describe(exc)}")
+                lost = self.connections > before
+                await self._down(f"{'connection lost' if lost else 'cannot connect'}: {describe(exc)}")
             finally:
                 self.client = None
-            if connected:
+            if self.connections > before:  # it worked for a while: try again soon
                 backoff.reset()
             await backoff.wait()
 
@@ -122,6 +123,7 @@ class ServerLink:
         self._changed.clear()
         await self.refresh(client)
         self.client = client
+        self.connections += 1
         log.info("MCP server %s: connected (%s), %d tools: %s", self.name, client.protocol_version,
                  len(self.tools), ", ".join(sorted(self.tools)) or "none")
         listen = None
@@ -276,7 +278,7 @@ class McpTools:
         return [link.run() for link in self.links.values()]
 
     def status(self) -> dict[str, Any]:
-        return {name: {"up": link.up, "tools": len(link.tools), "calls": link.calls}
+        return {name: {"up": link.up, "tools": len(link.tools), "calls": link.calls, "connections": link.connections}
                 for name, link in self.links.items()}
 
     async def dispatch(self, call: ToolCall) -> Outcome:
