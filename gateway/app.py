@@ -26,6 +26,7 @@ from voicefleet.sessions import Sessions
 
 from . import auth, guard, tts_routes
 from .connection import POLICY, TRY_LATER, UNSUPPORTED, Closing, Connection, close_reason, close_with_error
+from .mcp_server import AssistantMcp
 from .settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ class TokenRequest(BaseModel):
 
 def create_app(settings: GatewaySettings) -> FastAPI:
     fleet = Fleet(settings)
+    assistant_mcp = AssistantMcp(fleet.bus, settings) if settings.mcp_server else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -103,7 +105,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         await fleet.start(wait_for_redis=False)
         log.info("gateway on http://%s:%d", settings.host, settings.port)
         try:
-            yield
+            async with assistant_mcp.running() if assistant_mcp else contextlib.nullcontext():
+                yield
         finally:
             await fleet.shutdown()
 
@@ -123,6 +126,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.state.fleet = fleet
     app.state.bus = fleet.bus
     app.state.settings = settings
+
+    if assistant_mcp is not None:
+        # An ASGI endpoint (the SDK's transport), behind the same JWT; see gateway/mcp_server.py.
+        app.router.add_route("/mcp", assistant_mcp, methods=["GET", "POST", "DELETE"], include_in_schema=False)
 
     @app.websocket("/v1/ws/audio")
     async def audio_socket(ws: WebSocket) -> None:

@@ -43,11 +43,14 @@ class Guard:
         if not self.any_host and _hostname(host) not in self.hosts:
             await self._refuse(scope, send, 400, "bad_host", "This server does not answer for that host name.")
             return
-        if scope["type"] == "websocket":
+        # A browser page of another origin must not reach the WebSocket or the MCP endpoint (MCP asks
+        # servers to check Origin against DNS rebinding).
+        if scope["type"] == "websocket" or scope.get("path") == "/mcp":
             origin = headers.get("origin")
             if origin is not None and not self._origin_allowed(origin, host):
                 await self._refuse(scope, send, 403, "bad_origin", "Connections from that web origin are not allowed.")
                 return
+        if scope["type"] == "websocket":
             await self.app(scope, receive, send)
             return
         length = headers.get("content-length", "")

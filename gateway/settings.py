@@ -68,6 +68,12 @@ class GatewaySettings(ServiceSettings):
         None, description="Bearer token for /v1/health details and /metrics (unset: no details, /metrics open)"
     )
 
+    # --- MCP server (/mcp) ---
+    mcp_server: bool = Field(True, description="Offer the assistant's own tools to MCP clients at /mcp (JWT)")
+    mcp_tool_timeout_s: float = Field(
+        10.0, gt=0, description="An MCP call waits this long for the tools worker (keep above VF_TOOLS_CALL_TIMEOUT_S)"
+    )
+
     # --- fleet ---
     required_services: str = Field("stt,llm,tts,tools", description="Services /v1/health waits for")
     default_wake_word: str = Field("", description="Wake word for new sessions ('' = always listening)")

@@ -94,6 +94,14 @@ class LlmSettings(ServiceSettings):
     intent_nearest: bool = Field(
         True, description="Also map paraphrases to the nearest command template by meaning (MiniLM, ~5 ms)"
     )
+    intent_files: str = Field(
+        "",
+        description="Comma-separated extra sentence-template files (hassil YAML, 'language: en'), e.g. commands "
+        "for tools of MCP servers (intents named mcp.<server>.<tool>)",
+    )
+    remote_tools_cache_s: float = Field(
+        2.0, ge=0, description="Reuse the list of MCP servers' tools published by the tools worker this long"
+    )
     intent_threshold: float = Field(
         0.75, gt=0, le=1, description="Cosine to the nearest command template above which a paraphrase is that command"
     )
@@ -113,6 +121,10 @@ class LlmSettings(ServiceSettings):
         if unknown or not names:
             raise ValueError(f"VF_LLM_BACKENDS: unknown backend(s) {unknown}; use {', '.join(BACKEND_KINDS)}")
         return names
+
+    @property
+    def intent_file_paths(self) -> list[Path]:
+        return [Path(p.strip()).expanduser() for p in self.intent_files.split(",") if p.strip()]
 
     @property
     def persona_path(self) -> Path:

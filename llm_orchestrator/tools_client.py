@@ -1,9 +1,9 @@
 """Calling the tools worker over the bus, and the user's memory for the prompt.
 
-A call is a ``ToolCall`` on the work stream ``keys.tools``; the answer comes
-back through ``bus.wait_reply``. The client sees both as events. A call that
-was not answered in time is withdrawn from the stream (XDEL), so that a tools
-worker starting later does not, say, set a timer the user has long given up on.
+A call is a ``ToolCall`` run by ``bus.call_tool`` (the work stream
+``keys.tools``, the answer through ``bus.wait_reply``, withdrawn when not
+answered in time). The client sees both as events. Tools of MCP servers are
+read from the published remote catalogue, cached briefly.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from voicefleet import tracing
 from voicefleet.bus import REDIS_DOWN, Bus
 from voicefleet.catalogue import MemoryList, read_result
 from voicefleet.messages import ToolCall, ToolResult
+from voicefleet.remote_tools import RemoteCatalogue, RemoteTool
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +33,17 @@ class _Cached:
 class ToolsClient:
     """Runs tools through the tools worker; caches each user's memory briefly."""
 
-    def __init__(self, bus: Bus, timeout_s: float, memory_timeout_s: float, memory_cache_s: float) -> None:
+    def __init__(
+        self, bus: Bus, timeout_s: float, memory_timeout_s: float, memory_cache_s: float, remote_cache_s: float = 2.0
+    ) -> None:
         self.bus = bus
         self.timeout_s = timeout_s
         self.memory_timeout_s = memory_timeout_s
         self.memory_cache_s = memory_cache_s
+        self.remote_cache_s = remote_cache_s
         self._memory: dict[str, _Cached] = {}
+        self._remote: dict[str, RemoteTool] = {}
+        self._remote_until = 0.0
 
     async def call(
         self,
@@ -62,15 +68,13 @@ class ToolsClient:
         name, session_id, turn_id = call.name, call.session_id, call.turn_id
         if show:
             await self.bus.emit(call)
-        entry_id = await self.bus.enqueue(self.bus.keys.tools, call)
         started = time.monotonic()
-        reply = await self.bus.wait_reply(call.call_id, timeout_s or self.timeout_s)
+        reply = await self.bus.call_tool(call, timeout_s or self.timeout_s)
         elapsed_ms = round((time.monotonic() - started) * 1000)
-        if isinstance(reply, ToolResult):
+        if reply is not None:
             result = reply
             log.info("tool %s answered (ok=%s)", name, result.ok, extra={"session": session_id, "ms": elapsed_ms})
         else:
-            await self._withdraw(entry_id)
             log.warning("tool %s: no answer", name, extra={"session": session_id, "ms": elapsed_ms})
             result = ToolResult(call_id=call.call_id, name=name, ok=False, text=NO_ANSWER, data={"error": "timeout"})
         result.session_id, result.turn_id = session_id, turn_id
@@ -80,11 +84,15 @@ class ToolsClient:
             await self.bus.emit(result)
         return result
 
-    async def _withdraw(self, entry_id: bytes) -> None:
-        try:
-            await self.bus.redis.xdel(self.bus.keys.tools, entry_id)
-        except REDIS_DOWN:
-            pass
+    async def remote_tools(self) -> dict[str, RemoteTool]:
+        """The tools of MCP servers the tools worker published (read again after ``remote_cache_s``)."""
+        if time.monotonic() >= self._remote_until:
+            try:
+                self._remote = await RemoteCatalogue(self.bus).tools()
+            except REDIS_DOWN:
+                log.warning("could not read the MCP tools: Redis down")
+            self._remote_until = time.monotonic() + self.remote_cache_s
+        return self._remote
 
     # ---- memory ---------------------------------------------------------------
     def forget_cache(self, user: str) -> None:

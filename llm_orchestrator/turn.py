@@ -24,6 +24,7 @@ from llama_index.core.tools import BaseTool
 from voicefleet import metrics, tracing
 from voicefleet.bus import Bus
 from voicefleet.messages import Error, Notice, TurnRequest, now
+from voicefleet.remote_tools import RemoteTool
 from voicefleet.sessions import SessionRecord, Sessions
 
 from .backends import Backend, BackendError, BackendsUnavailable, FallbackChain, Piece
@@ -77,6 +78,7 @@ class Turn:
         self.answered_by = ""  # the tool (or "fallback") that answered instead of the model: kept out of prompts
         self._warm_system: str | None = None  # set when the prompt cache no longer holds the history
         self.reply: Reply | None = None
+        self._remote: dict[str, RemoteTool] = {}  # MCP tools offered to the model in this turn
         self._work: asyncio.Task[None] | None = None
 
     @property
@@ -289,8 +291,11 @@ class Turn:
     ) -> Piece | None:
         """Stream one model call into the reply; the piece asking for functions, if any."""
 
+        if offer_tools and any(b.supports_tools for b in self.ctx.chain.backends):
+            self._remote = await self.ctx.tools.remote_tools()
+
         def tools_for(backend: Backend) -> Sequence[BaseTool] | None:
-            return function_tools() if offer_tools and backend.supports_tools else None
+            return function_tools(self._remote) if offer_tools and backend.supports_tools else None
 
         pieces = self.ctx.chain.stream(
             messages, max_tokens=max_tokens, seed=seed, tools_for=tools_for, on_fallback=self._fallback_notice
@@ -315,7 +320,7 @@ class Turn:
         """Run the functions the model asked for; their results as tool messages."""
         answers = []
         for call in request.tool_calls:
-            tool = tool_name(call.name)
+            tool = tool_name(call.name, self._remote)
             if tool is None:
                 text = f"There is no tool called {call.name}."
             else:

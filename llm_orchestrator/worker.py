@@ -35,11 +35,12 @@ GROUP = "llm"
 
 def _intent_parser(settings: LlmSettings) -> IntentParser:
     """Templates of every language, plus the nearest-template stage when enabled (loads MiniLM)."""
+    extra = tuple(settings.intent_file_paths)
     if not (settings.intents and settings.intent_nearest):
-        return IntentParser()
+        return IntentParser(extra_files=extra)
     from .intents.nearest import load_nearest
 
-    return IntentParser(second_stage=load_nearest(threads=1, threshold=settings.intent_threshold))
+    return IntentParser(second_stage=load_nearest(threads=1, threshold=settings.intent_threshold), extra_files=extra)
 
 
 class LlmService(Service):
@@ -76,7 +77,8 @@ class LlmService(Service):
             settings=settings,
             chain=chain,
             history=History(self.bus, settings.history_turns, settings.history_tokens, settings.history_ttl_s),
-            tools=ToolsClient(self.bus, settings.tool_timeout_s, settings.memory_timeout_s, settings.memory_cache_s),
+            tools=ToolsClient(self.bus, settings.tool_timeout_s, settings.memory_timeout_s, settings.memory_cache_s,
+                              settings.remote_tools_cache_s),
             prompt=prompt,
             instance=self.instance,
             intents=await asyncio.to_thread(_intent_parser, settings),

@@ -131,12 +131,17 @@ class RunningFleet:
         return f"ws://127.0.0.1:{self.port}"
 
 
+def fleet_secret(prefix: str) -> str:
+    """The JWT secret of the fleet :func:`running_fleet` starts under ``prefix`` (to mint tokens before it runs)."""
+    return f"test-secret-{prefix}-0123456789abcdef0123456789"
+
+
 @contextmanager
 def running_fleet(
     redis_url: str, port: int, prefix: str, logs: Path, workers: dict[str, str], **env: str
 ) -> Iterator[RunningFleet]:
     """``python -m gateway serve`` plus one process per worker (name -> module), ready; stopped and cleaned after."""
-    secret = f"test-secret-{prefix}-0123456789abcdef0123456789"
+    secret = fleet_secret(prefix)
     child = child_env(dict(os.environ))
     child.update(VF_REDIS_URL=redis_url, VF_KEY_PREFIX=prefix, VF_HEALTH_TTL_S="3", PYTHONUNBUFFERED="1",
                  VF_GATEWAY_JWT_SECRET=secret, VF_GATEWAY_REQUIRED_SERVICES=",".join(workers), **env)

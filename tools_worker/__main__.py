@@ -16,7 +16,8 @@ from .settings import ToolsSettings
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tools_worker",
-        description="The voicefleet tools worker: notes, memory, file search, web search, timers, time. "
+        description="The voicefleet tools worker: notes, memory, file search, web search, timers, time, and the "
+        "tools of MCP servers (VF_TOOLS_MCP_SERVERS). "
         "Settings come from VF_TOOLS_* environment variables (and .env).",
     )
     sub = parser.add_subparsers(dest="command")

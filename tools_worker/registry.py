@@ -7,7 +7,8 @@ without a handler, or a handler without an entry, stops the worker at start.
 Bad arguments and unknown names become a refusal with a sentence, never an
 exception. Tools that change something (``mutates``) keep their answer per
 ``call_id``, so a call redelivered after a worker died gets the same answer
-instead of doing it twice.
+instead of doing it twice. Calls of the tools of MCP servers (``mcp.<server>.<tool>``,
+not in the catalogue) go to the ``remote`` handler.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pydantic import ValidationError
 
 from voicefleet.catalogue import CATALOGUE, Refusal, ToolArgs, ToolData, ToolSpec, spec
 from voicefleet.messages import ToolCall, ToolResult
+from voicefleet.remote_tools import split_name
 
 from . import records
 from .store import Database
@@ -54,6 +56,8 @@ def refuse(text: str, error: str, candidates: list[dict[str, Any]] | None = None
 
 
 Handler = Callable[[ToolCall, Any], Awaitable[Outcome]]
+#: Runs a call of a tool found at run time (``mcp.<server>.<tool>``, see ``mcp_client``).
+RemoteHandler = Callable[[ToolCall], Awaitable[Outcome]]
 
 
 @dataclass(frozen=True)
@@ -87,9 +91,10 @@ class Registry:
 
     tools: dict[str, Tool] = field(default_factory=dict)
     db: Database | None = None  # where answers of mutating calls are kept
+    remote: RemoteHandler | None = None  # runs mcp.<server>.<tool> calls
 
     @classmethod
-    def of(cls, tools: Iterable[Tool], db: Database | None = None) -> Registry:
+    def of(cls, tools: Iterable[Tool], db: Database | None = None, remote: RemoteHandler | None = None) -> Registry:
         """A handler for every catalogue tool and for nothing else, or :class:`CatalogueMismatch`."""
         by_name: dict[str, Tool] = {}
         for tool in tools:
@@ -100,10 +105,12 @@ class Registry:
         extra = sorted(set(by_name) - set(CATALOGUE))
         if missing or extra:
             raise CatalogueMismatch(f"tools without a handler: {missing}; handlers without a catalogue entry: {extra}")
-        return cls(by_name, db)
+        return cls(by_name, db, remote)
 
     async def dispatch(self, call: ToolCall) -> ToolResult:
         """Run one call; always returns a result (``ok=False`` with a sentence on refusal)."""
+        if self.remote is not None and split_name(call.name) is not None:
+            return _answer(call, await self.remote(call))
         tool = self.tools.get(call.name)
         if tool is None:
             return _answer(call, refuse(f"I don't have a tool called {call.name!r}.", "unknown_tool"))

@@ -19,6 +19,7 @@ from llama_index.core import Settings as LlamaSettings
 from voicefleet import tracing
 from voicefleet.bus import REDIS_DOWN, Backoff
 from voicefleet.messages import Message, ToolCall, ToolResult
+from voicefleet.remote_tools import RemoteCatalogue
 from voicefleet.service import Service
 
 from . import records
@@ -27,6 +28,7 @@ from .clock import Clock
 from .embeddings import MiniLMEmbedding, load_embedder
 from .file_index import FileSearch, Indexer, open_index_db
 from .files import FilesTools
+from .mcp_client import McpTools
 from .memory import MemoryTools
 from .notes import NotesTools
 from .paths import SafePaths
@@ -43,7 +45,7 @@ GROUP = "tools"
 
 
 class ToolsService(Service):
-    """Notes, memory, file search, web search, timers and time, per user."""
+    """Notes, memory, file search, web search, timers and time, per user; and the tools of MCP servers."""
 
     name = "tools"
 
@@ -59,6 +61,7 @@ class ToolsService(Service):
         self.web: WebTools | None = None
         self.timers: Timers | None = None
         self.registry = Registry()
+        self.mcp: McpTools | None = None
         self.answered = 0
 
     async def setup(self) -> None:
@@ -85,6 +88,8 @@ class ToolsService(Service):
         provider = choose_provider(s.web_provider, s.searxng_url, s.web_timeout_s)
         self.web = WebTools(provider, s.web_max_results)
         self.timers = Timers(self.bus, s.max_timer_s, s.max_timers_per_user, s.timer_poll_s)
+        self.mcp = McpTools(s, RemoteCatalogue(self.bus))
+        await self.mcp.start()
         self.registry = Registry.of(
             [
                 *NotesTools(Book(self.db, Kind.NOTE, "note", self.embedder)).tools(),
@@ -95,12 +100,14 @@ class ToolsService(Service):
                 *Clock(s.timezone).tools(),
             ],
             db=self.db,
+            remote=self.mcp.dispatch,
         )
         log.info(
-            "tools: %s; file search over %s; web search %s",
+            "tools: %s; file search over %s; web search %s; MCP servers: %s",
             ", ".join(sorted(self.registry.tools)),
             ", ".join(str(d) for d in s.search_dirs) or "nothing",
             f"via {provider.name}" if provider else "off",
+            ", ".join(sorted(s.mcp_servers)) or "none",
         )
 
     def loops(self) -> list[Coroutine[Any, Any, None]]:
@@ -111,6 +118,8 @@ class ToolsService(Service):
         ]
         if self.indexer is not None:
             loops.append(self.reindex())
+        if self.mcp is not None:
+            loops += self.mcp.loops()
         return loops
 
     def status(self) -> dict[str, Any]:
@@ -120,6 +129,7 @@ class ToolsService(Service):
             "indexed_files": self.file_search.files if self.file_search else 0,
             "indexed_passages": self.file_search.chunks if self.file_search else 0,
             "timers_fired": self.timers.fired if self.timers else 0,
+            "mcp": self.mcp.status() if self.mcp else {},
         }
 
     async def handle(self, msg: Message) -> None:

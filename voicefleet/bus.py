@@ -24,7 +24,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import codec, tracing
 from .keys import Keys
-from .messages import Cancel, Error, Message
+from .messages import Cancel, Error, Message, ToolCall, ToolResult
 from .settings import BusSettings
 
 log = logging.getLogger(__name__)
@@ -332,6 +332,23 @@ class Bus:
         raw: bytes = item[1]
         header, _, audio = raw.partition(b"\n")
         return codec.from_header(json.loads(header)["h"], audio)
+
+    async def call_tool(self, call: ToolCall, timeout_s: float) -> ToolResult | None:
+        """Run ``call`` through the tools worker; None after ``timeout_s``.
+
+        A call not answered in time is withdrawn from the stream (XDEL), so that a
+        tools worker starting later does not, say, set a timer the user has long
+        given up on. The orchestrator and the gateway's MCP server both call here.
+        """
+        entry_id = await self.enqueue(self.keys.tools, call)
+        reply = await self.wait_reply(call.call_id, timeout_s)
+        if isinstance(reply, ToolResult):
+            return reply
+        try:
+            await self.redis.xdel(self.keys.tools, entry_id)
+        except REDIS_DOWN:
+            pass
+        return None
 
     # ------------------------------------------------------------------
     # health

@@ -39,6 +39,11 @@ RULES: tuple[Below, ...] = (
         "so that a slow tool is answered with an error before the orchestrator stops waiting for it",
     ),
     Below(
+        "tools_worker.settings:ToolsSettings.call_timeout_s",
+        "gateway.settings:GatewaySettings.mcp_tool_timeout_s",
+        "so that a slow tool called over MCP is answered with an error before the gateway stops waiting for it",
+    ),
+    Below(
         "gateway.settings:GatewaySettings.resume_grace_s",
         "llm_orchestrator.settings:LlmSettings.history_ttl_s",
         "so that a resumed session still has its conversation",

@@ -160,6 +160,16 @@ class Keys:
         """
         return f"{self.prefix}:u:{user}:notices"
 
+    @property
+    def remote_tools(self) -> str:
+        """Hash: MCP server name -> JSON listing of its tools (:mod:`voicefleet.remote_tools`).
+
+        Written by the tools worker that connected to the server (again on every
+        ``tools/list_changed``), read by the orchestrator. No TTL: a listing stays
+        while the server is configured; its ``up`` field says whether it answers now.
+        """
+        return f"{self.prefix}:remote_tools"
+
     def all_keys_pattern(self) -> str:
         """Every key under this prefix (tests clean up with it)."""
         return f"{self.prefix}:*"

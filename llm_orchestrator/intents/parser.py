@@ -41,22 +41,43 @@ def language_of(language: str | None) -> str:
 
 
 @cache
-def templates(language: str) -> Templates:
-    """The templates of ``language``, loaded once per process."""
-    return Templates(HERE / f"{language}.yaml")
+def templates(language: str, extra: tuple[Path, ...] = ()) -> Templates:
+    """The templates of ``language`` (plus the extra files of that language), loaded once per process."""
+    return Templates(HERE / f"{language}.yaml", extra)
+
+
+def files_by_language(files: tuple[Path, ...]) -> dict[str, tuple[Path, ...]]:
+    """Extra template files (``VF_LLM_INTENT_FILES``) grouped by the ``language`` each declares."""
+    import yaml
+
+    grouped: dict[str, list[Path]] = {}
+    for path in files:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+        language = language_of(spec.get("language") if isinstance(spec, dict) else None)
+        grouped.setdefault(language, []).append(path)
+    return {lang: tuple(paths) for lang, paths in grouped.items()}
 
 
 class IntentParser:
     """Maps an utterance to an :class:`Intent`, or None for chat."""
 
-    def __init__(self, second_stage: SecondStage | None = None, languages: tuple[str, ...] = LANGUAGES) -> None:
+    def __init__(
+        self,
+        second_stage: SecondStage | None = None,
+        languages: tuple[str, ...] = LANGUAGES,
+        extra_files: tuple[Path, ...] = (),
+    ) -> None:
         self.second_stage = second_stage
+        self.extra = files_by_language(extra_files)
         for language in languages:
-            templates(language)  # load now, not in the first turn
+            self.templates(language)  # load now, not in the first turn
+
+    def templates(self, language: str) -> Templates:
+        return templates(language, self.extra.get(language, ()))
 
     def parse(self, text: str, language: str | None = None) -> Intent | None:
         lang = language_of(language)
-        tpl = templates(lang)
+        tpl = self.templates(lang)
         cleaned = tpl.filler.strip(text)
         if not cleaned or len(cleaned) > MAX_CHARS:
             return None

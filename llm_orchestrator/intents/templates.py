@@ -41,8 +41,10 @@ class Rejected(Exception):
 class Templates:
     """One language's templates (a YAML file beside this module) and how to read their slots."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, extra: tuple[Path, ...] = ()) -> None:
         spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+        for more in extra:
+            merge(spec, yaml.safe_load(more.read_text(encoding="utf-8")), more)
         self.language: str = spec["language"]
         self.spec = spec
         self.intents = Intents.from_dict(spec)
@@ -131,6 +133,34 @@ _DEFAULT_ASKS = {
     "duration": "For how long? For example: set a timer for five minutes.",
     "unknown_place": "Sorry, I don't know which time zone {place} is in.",
 }
+
+
+#: Sections of a template file that an extra file (``VF_LLM_INTENT_FILES``) may add to.
+MERGED = ("intents", "lists", "expansion_rules", "skip_words")
+
+
+def merge(spec: dict[str, Any], extra: dict[str, Any], where: Path) -> None:
+    """Add an extra template file (the same hassil format) to a language's templates.
+
+    Intents are named after the tool they call, as in the shipped files; an
+    extra file adds intents (e.g. for tools of MCP servers: ``mcp.time.get_current_time``)
+    or more sentences to existing ones, and may add lists and rules.
+    """
+    if not isinstance(extra, dict) or extra.get("language") != spec["language"]:
+        raise ValueError(f"{where}: an intent file needs 'language: {spec['language']}' and hassil sections")
+    for section in MERGED:
+        added = extra.get(section)
+        if not added:
+            continue
+        if section == "skip_words":
+            spec[section] = [*spec.get(section, []), *added]
+            continue
+        target = spec.setdefault(section, {})
+        for name, value in added.items():
+            if section == "intents" and name in target:
+                target[name] = {"data": [*target[name].get("data", []), *value.get("data", [])]}
+            else:
+                target[name] = value
 
 
 def _original(entity: Any, text: str) -> str:
