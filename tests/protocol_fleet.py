@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from conftest import REDIS_URL, free_port
 from fleet import RunningFleet, mint_token, running_fleet
 
 from voicefleet.messages import new_id
@@ -41,6 +40,8 @@ class ProtocolFleet:
 
 @pytest.fixture(scope="session")
 def protocol_fleet(redis_available: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProtocolFleet]:
+    from conftest import REDIS_URL, free_port  # here: conftest imports this module for the fixture
+
     if importlib.util.find_spec("llama_cpp") is None:
         pytest.skip("llama_cpp is not installed")
     asr, tts, wake = free_port(), free_port(), free_port()

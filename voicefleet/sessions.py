@@ -233,6 +233,14 @@ class Sessions:
         await self.announce(session_id)
         await self._expire_all(session_id, CLOSED_TTL_S)
 
+    async def end_audio(self, session_id: str, reason: str) -> None:
+        """No more audio will come: the STT owner handles every frame before this mark, then lets the session go.
+
+        The session stays registered (the owner is not pulled away mid-audio, as :meth:`close` would);
+        :meth:`close` it afterwards.
+        """
+        await self.bus.add(self.keys.audio(session_id), SessionEnded(session_id=session_id, reason=reason))
+
     async def forget(self, session_id: str, cancel: bool = False) -> None:
         """Let a session no client attaches to (one HTTP chat turn) go: its keys expire soon; ``cancel`` its turn."""
         if cancel:

@@ -210,14 +210,14 @@ class _WakeStream:
         deadline = time.monotonic() + self.handler.settings.wake_settle_s
         try:
             if wait:
-                # Claimed (or never will be), then closed: the worker reads up to SessionEnded and lets go.
+                # The worker reads up to the end mark, analysing every frame before it, then lets go.
+                await self.sessions.end_audio(self.session_id, "audio_stop")
                 while not await self.bus.redis.exists(owner) and time.monotonic() < deadline:  # noqa: ASYNC110
                     await asyncio.sleep(0.05)  # a key in Redis: no event to await
-            await self.sessions.close(self.session_id, self.handler.settings.user, "audio_stop")
-            if wait:
                 while await self.bus.redis.exists(owner) and time.monotonic() < deadline:  # noqa: ASYNC110
                     await asyncio.sleep(0.05)
                 await asyncio.sleep(0.1)  # the last detection's read
+            await self.sessions.close(self.session_id, self.handler.settings.user, "audio_stop")
         except REDIS_DOWN:
             log.warning("could not close the wake session", extra={"session": self.session_id})
         finally:
