@@ -72,7 +72,7 @@ def test_transcribe_a_recording_in_each_response_format(client: openai.OpenAI, r
 
     with recording.open("rb") as f:
         web = client.audio.transcriptions.create(file=f, model="whisper-1", response_format="vtt")
-    assert web.startswith("WEBVTT") and "00:00:0" in web and words(web.splitlines()[-1]) == expected
+    assert web.startswith("WEBVTT") and "00:00:0" in web and words(web.strip().splitlines()[-1]) == expected
 
 
 def test_streamed_transcription(client: openai.OpenAI, recording: Path) -> None:
