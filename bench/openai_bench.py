@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from audio_client.headless import HeadlessClient  # noqa: E402
 from audio_client.protocol import StartOptions  # noqa: E402
-from bench.client_bench import COMMANDS, _free_port, spawned_fleet, speak  # noqa: E402
+from bench.client_bench import _free_port, spawned_fleet, speak  # noqa: E402
 from bench.common import summary, table, write  # noqa: E402
 from voicefleet.audio import BUS_RATE  # noqa: E402
 
