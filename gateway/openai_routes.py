@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from pydantic import BaseModel, ConfigDict, Field
 
 from voicefleet import rpc
+from voicefleet.audio import BUS_RATE
 from voicefleet.bus import REDIS_DOWN, Bus
 from voicefleet.messages import (
     ChatEntry,
@@ -395,7 +396,7 @@ async def _read_audio(file: UploadFile, settings: GatewaySettings) -> Any:
         audio = await asyncio.to_thread(audio_files.decode_upload, data)
     except audio_files.AudioFileError as exc:
         raise OpenAIError(400, f"{file.filename or 'the file'}: {exc}", "invalid_file", "file") from None
-    seconds = audio.size / 16000
+    seconds = audio.size / BUS_RATE
     if seconds > settings.max_upload_s:
         raise OpenAIError(400, f"the recording is {seconds:.0f} s long; at most {settings.max_upload_s:g} s",
                           "audio_too_long", "file")
