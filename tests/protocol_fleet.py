@@ -1,13 +1,14 @@
-"""One whole fleet, started once per test session, for the protocol tests (OpenAI SDK and Wyoming client).
+"""One fleet, started once per test session, for the protocol tests (OpenAI SDK and Wyoming client).
 
-gateway + STT + TTS + LLM orchestrator + tools + the Wyoming adapter, as
-processes, under a key prefix of their own. Both test modules use the same
-fleet: starting the models twice would double the time these tests take.
+gateway + STT + TTS + the Wyoming adapter, as processes, under a key prefix
+of their own. Both test modules use the same fleet: starting the models twice
+would double the time these tests take. (Chat completions need the
+orchestrator and the tools: they run with the command fleet, in
+``test_commands_fleet.py``.)
 """
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -16,8 +17,7 @@ from fleet import RunningFleet, mint_token, running_fleet
 
 from voicefleet.messages import new_id
 
-WORKERS = {"stt": "vad_stt_worker", "tts": "tts_worker", "llm": "llm_orchestrator", "tools": "tools_worker",
-           "wyoming": "wyoming_adapter"}
+WORKERS = {"stt": "vad_stt_worker", "tts": "tts_worker", "wyoming": "wyoming_adapter"}
 
 
 @dataclass
@@ -42,11 +42,8 @@ class ProtocolFleet:
 def protocol_fleet(redis_available: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProtocolFleet]:
     from conftest import REDIS_URL, free_port  # here: conftest imports this module for the fixture
 
-    if importlib.util.find_spec("llama_cpp") is None:
-        pytest.skip("llama_cpp is not installed")
     asr, tts, wake = free_port(), free_port(), free_port()
-    env = dict(VF_TOOLS_DATA_DIR=str(tmp_path_factory.mktemp("tools-data")), VF_TOOLS_WEB_PROVIDER="off",
-               VF_LLM_MAX_TOKENS="24", VF_WYOMING_ASR_URI=f"tcp://127.0.0.1:{asr}",
+    env = dict(VF_WYOMING_ASR_URI=f"tcp://127.0.0.1:{asr}",
                VF_WYOMING_TTS_URI=f"tcp://127.0.0.1:{tts}", VF_WYOMING_WAKE_URI=f"tcp://127.0.0.1:{wake}")
     with running_fleet(REDIS_URL, free_port(), f"vftest-{new_id()[:8]}", tmp_path_factory.mktemp("protocol-logs"),
                        WORKERS, **env) as fleet:

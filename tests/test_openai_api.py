@@ -2,8 +2,9 @@
 
 Transcriptions of a recorded WAV in every response format and streamed,
 speech saved in every format and decoded back (by FFmpeg, and one of them by
-the fleet's own transcription), a streamed chat completion in which the
-assistant runs a tool, the models the live workers run, and a refused key.
+the fleet's own transcription), the models the live workers run, and a
+refused key. Chat completions are tested with the command fleet, which runs
+the orchestrator and the tools (``test_commands_fleet.py``).
 """
 
 from __future__ import annotations
@@ -121,31 +122,10 @@ def test_speech_says_what_it_was_given(client: openai.OpenAI, tmp_path: Path) ->
     assert words(heard.text) == words(SENTENCE)
 
 
-def test_streamed_chat_completion_runs_a_tool(client: openai.OpenAI) -> None:
-    stream = client.chat.completions.create(
-        model="voicefleet", messages=[{"role": "user", "content": "Set a timer for 5 minutes for the pasta."}],
-        stream=True,
-    )
-    chunks = list(stream)
-    assert {c.object for c in chunks} == {"chat.completion.chunk"} and len({c.id for c in chunks}) == 1
-    text = "".join(c.choices[0].delta.content or "" for c in chunks)
-    assert "5 minutes" in text or "five minutes" in text.lower(), text
-    assert chunks[-1].choices[0].finish_reason == "stop"
-    # What the assistant did rides along in each chunk's "voicefleet" field.
-    done = [c.model_extra["voicefleet"] for c in chunks if (c.model_extra or {}).get("voicefleet")]
-    calls = [d for d in done if d["type"] == "tool_call"]
-    assert calls and calls[0]["name"] == "timer.set" and calls[0]["arguments"]["seconds"] == 300, done
-    assert any(d["type"] == "tool_result" and d["ok"] for d in done)
-    # The timer is the user's own, kept by the tools worker: a later request (not streamed) lists it.
-    listed = client.chat.completions.create(
-        model="voicefleet", messages=[{"role": "user", "content": "What timers are running?"}]
-    )
-    assert "pasta" in (listed.choices[0].message.content or "").lower()
-
-
 def test_models_are_what_the_live_workers_run(client: openai.OpenAI) -> None:
     ids = {m.id for m in client.models.list()}
-    assert {"voicefleet", "whisper-tiny.en", "whisper-base", "piper:en_US-joe-medium"} <= ids
+    assert {"whisper-tiny.en", "whisper-base", "piper:en_US-joe-medium"} <= ids
+    assert "voicefleet" not in ids  # no orchestrator runs in this fleet: no assistant is offered
 
 
 def test_wrong_key_raises_authentication_error(protocol_fleet: ProtocolFleet) -> None:
