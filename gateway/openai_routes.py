@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
@@ -92,6 +94,51 @@ def _failed(exc: rpc.RequestFailed) -> OpenAIError:
     if isinstance(exc, rpc.RequestTimedOut):
         return OpenAIError(503, exc.message, "timeout")
     return OpenAIError(ERROR_STATUS.get(exc.code, 502), exc.message, exc.code)
+
+
+class _Once:
+    """A cleanup that runs once: when a streamed body ends, or when its response is dropped unstarted."""
+
+    #: Cleanups started from a finalizer, kept until they finish.
+    pending: ClassVar[set[asyncio.Task[Any]]] = set()
+
+    def __init__(self, cleanup: Callable[[], Any]) -> None:
+        self.cleanup, self.done = cleanup, False
+
+    async def run(self) -> None:
+        if not self.done:
+            self.done = True
+            result = self.cleanup()
+            if inspect.isawaitable(result):
+                await result
+
+    def from_finalizer(self) -> None:
+        """The client left before the body started (its generator never ran, so its ``finally`` never will)."""
+        if self.done:
+            return
+        with contextlib.suppress(RuntimeError):  # no running loop: the process is stopping
+            task = asyncio.get_running_loop().create_task(self.run())
+            _Once.pending.add(task)
+            task.add_done_callback(_Once.pending.discard)
+
+
+def _streaming(body: AsyncIterator[bytes], media_type: str, cleanup: Callable[[], Any]) -> StreamingResponse:
+    """A streamed answer whose ``cleanup`` (a slot given back, a turn let go) runs exactly once, whatever happens."""
+    once = _Once(cleanup)
+
+    async def guarded() -> AsyncIterator[bytes]:
+        try:
+            async for part in body:
+                yield part
+        finally:
+            try:
+                await body.aclose()  # type: ignore[attr-defined]
+            finally:
+                await once.run()
+
+    response = StreamingResponse(guarded(), media_type=media_type)
+    weakref.finalize(response, once.from_finalizer)
+    return response
 
 
 def _sse(data: dict[str, Any] | str) -> bytes:
@@ -266,8 +313,8 @@ def make_router(
             answers = rpc.transcribe(bus, job, settings.transcribe_timeout_s)
             if stream:
                 first = await _first(answers)
-                return StreamingResponse(_transcript_events(first, answers, lambda: stt_slots.release(user)),
-                                         media_type="text/event-stream")
+                return _streaming(_transcript_events(first, answers), "text/event-stream",
+                                  lambda: stt_slots.release(user))
             segments: list[TranscriptSegment] = []
             done = TranscriptDone()
             async with contextlib.aclosing(answers):
@@ -340,10 +387,8 @@ def make_router(
                 yield await asyncio.to_thread(encoder.finish)
             except rpc.RequestFailed as exc:  # too late for a status: the stream ends short
                 log.warning("speech for %s ended early: %s", user, exc.message)
-            finally:
-                tts_slots.release(user)
 
-        return StreamingResponse(audio(), media_type=encoder.media_type)
+        return _streaming(audio(), encoder.media_type, lambda: tts_slots.release(user))
 
     # ------------------------------------------------------------------ chat
     @router.post("/v1/chat/completions", summary="The assistant (memory, tools), as a typed turn of the user")
@@ -379,7 +424,7 @@ def make_router(
             await turn.close()
 
         if body.stream:
-            return StreamingResponse(turn.chunks(finish), media_type="text/event-stream")
+            return _streaming(turn.chunks(), "text/event-stream", finish)
         try:
             return JSONResponse(await turn.completion())
         finally:
@@ -414,9 +459,7 @@ async def _first(answers: AsyncIterator[Any]) -> Any:
 
 
 async def _transcript_events(
-    first: TranscriptSegment | TranscriptDone,
-    answers: AsyncIterator[TranscriptSegment | TranscriptDone],
-    release: Callable[[], None],
+    first: TranscriptSegment | TranscriptDone, answers: AsyncIterator[TranscriptSegment | TranscriptDone]
 ) -> AsyncIterator[bytes]:
     """``transcript.text.delta`` per segment as Whisper decodes it, then ``transcript.text.done``."""
     said = 0
@@ -440,8 +483,6 @@ async def _transcript_events(
                     yield data
     except rpc.RequestFailed as exc:  # too late for a status: an error event ends the stream
         yield _sse({"type": "error", "error": {"message": exc.message, "type": "server_error", "code": exc.code}})
-    finally:
-        release()
 
 
 class _ChatTurn:
@@ -488,7 +529,7 @@ class _ChatTurn:
         return {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
 
-    async def chunks(self, finish: Callable[[], Any]) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncIterator[bytes]:
         """``chat.completion.chunk`` events; the tools the assistant ran ride along as ``voicefleet`` fields."""
         try:
             yield _sse(self._chunk({"role": "assistant", "content": ""}))
@@ -502,8 +543,6 @@ class _ChatTurn:
             yield _sse("[DONE]")
         except OpenAIError as exc:
             yield _sse(exc.body())
-        finally:
-            await finish()
 
     async def completion(self) -> dict[str, Any]:
         """The whole reply as one ``chat.completion``."""
