@@ -92,6 +92,9 @@ class FleetHandler(AsyncEventHandler):
                 self.audio += self.converter.convert(AudioChunk.from_event(event)).audio
         elif AudioStop.is_type(event.type):
             audio, self.audio = bytes(self.audio), bytearray()
+            if not audio:
+                await self.write_event(Transcript(text="", language=self.language).event())
+                return
             if not await rpc.ready_workers(self.bus, "stt"):
                 raise rpc.RequestFailed("stt_unavailable", "No speech-to-text worker is running right now.")
             request = TranscribeRequest(audio=audio, language=self.language).stamp("wyoming_received")
