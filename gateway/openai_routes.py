@@ -21,7 +21,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, ClassVar, Literal
 
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -279,7 +279,6 @@ def make_router(
     # ------------------------------------------------------------------ transcriptions
     @router.post("/v1/audio/transcriptions", summary="Speech to text of an uploaded file (a STT worker transcribes)")
     async def transcriptions(
-        request: Request,
         file: Annotated[UploadFile, File(description="Audio in any format FFmpeg reads")],
         model: Annotated[str, Form()] = "whisper-1",
         language: Annotated[str | None, Form()] = None,
@@ -300,6 +299,8 @@ def make_router(
                               "timestamp_granularities")
         if language is not None and len(language) > 16:
             raise OpenAIError(400, "language must be a language code such as 'en'", "invalid_value", "language")
+        if prompt is not None and len(prompt) > settings.max_text_chars:
+            raise OpenAIError(400, f"prompt is over {settings.max_text_chars} characters", "text_too_long", "prompt")
         await require_workers(bus, "stt", "speech-to-text")
         try:
             stt_slots.acquire(user)
