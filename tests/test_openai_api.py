@@ -52,7 +52,8 @@ def test_transcribe_a_recording_in_each_response_format(client: openai.OpenAI, r
     assert words(plain.text) == expected
 
     with recording.open("rb") as f:
-        text = client.audio.transcriptions.create(file=f, model="whisper-1", response_format="text")
+        text = client.audio.transcriptions.create(file=f, model="whisper-1", response_format="text",
+                                                  prompt="Turn on the kitchen lights, please.")
     assert isinstance(text, str) and words(text) == expected
 
     with recording.open("rb") as f:
