@@ -28,6 +28,11 @@ class LlmSettings(ServiceSettings):
     model_path: Path | None = Field(None, description="GGUF for llama.cpp (default: packaged SmolLM2)")
     threads: int = Field(2, ge=1, description="CPU threads for in-process llama.cpp")
     n_ctx: int = Field(4096, ge=512, description="llama.cpp context window in tokens")
+    weight_repack: bool = Field(
+        False,
+        description="llama.cpp weight repacking for its AMX/AVX-512 kernels; off: llama-cpp-python 0.3.36 "
+        "crashes (SIGSEGV) with it on CPUs with AMX",
+    )
     gpu_layers: int = Field(0, ge=-1, description="llama.cpp layers offloaded to the GPU (-1: all; needs a GPU build)")
     openai_base_url: str = Field(
         "http://127.0.0.1:8000/v1", description="OpenAI-compatible server (llama_cpp.server and vLLM use 8000)"

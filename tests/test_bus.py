@@ -143,7 +143,8 @@ class Hangs(Service):
 
 
 async def test_work_a_live_worker_hung_on_is_reclaimed(bus: Bus, bus_settings: BusSettings) -> None:
-    service = Hangs(ServiceSettings(bus=bus_settings.model_copy(update={"reclaim_idle_s": 0.5})))
+    update = {"reclaim_idle_s": 0.5, "handler_max_s": 1.0}
+    service = Hangs(ServiceSettings(bus=bus_settings.model_copy(update=update)))
     runner = asyncio.create_task(service.run())
     try:
         await bus.enqueue(bus.keys.turns, TurnRequest(session_id="s1", text="stuck"))
@@ -152,6 +153,43 @@ async def test_work_a_live_worker_hung_on_is_reclaimed(bus: Bus, bus_settings: B
                 entries = await bus.read(bus.keys.out("s1"), "0", block_ms=200)
                 if any(getattr(e.message, "text", "") == "second try: stuck" for e in entries):
                     break
+    finally:
+        service.stop()
+        await asyncio.wait_for(runner, 10)
+
+
+class Slow(Service):
+    """Takes longer than ``reclaim_idle_s`` over each entry, as a long reply does on a busy machine."""
+
+    name = "slow"
+
+    def __init__(self, settings: ServiceSettings) -> None:
+        super().__init__(settings)
+        self.handled: list[str] = []
+
+    def loops(self):  # type: ignore[no-untyped-def]
+        return [self.consume(self.keys.turns, "slow", self.handle, concurrency=2, reclaim_every_s=0.2)]
+
+    async def handle(self, msg: Message) -> None:
+        assert isinstance(msg, TurnRequest)
+        self.handled.append(msg.text)
+        await asyncio.sleep(2.0)
+        await self.bus.emit(ToolResult(session_id=msg.session_id, text=f"done: {msg.text}"))
+
+
+async def test_slow_work_on_a_live_worker_is_not_taken_for_hung(bus: Bus, bus_settings: BusSettings) -> None:
+    # Found under load: a 60 s reply was reclaimed from its own live worker and answered twice.
+    service = Slow(ServiceSettings(bus=bus_settings.model_copy(update={"reclaim_idle_s": 0.5})))
+    runner = asyncio.create_task(service.run())
+    try:
+        await bus.enqueue(bus.keys.turns, TurnRequest(session_id="s2", text="long"))
+        async with asyncio.timeout(10):
+            while True:
+                entries = await bus.read(bus.keys.out("s2"), "0", block_ms=200)
+                if any(getattr(e.message, "text", "") == "done: long" for e in entries):
+                    break
+        await asyncio.sleep(0.5)
+        assert service.handled == ["long"]
     finally:
         service.stop()
         await asyncio.wait_for(runner, 10)

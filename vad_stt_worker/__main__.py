@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from voicefleet.logs import setup_logging
-from voicefleet.service import main_entry
+from voicefleet.service import main_entry, yield_idle_cores
 
 from .settings import SttSettings
 
@@ -34,6 +34,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    yield_idle_cores()  # before any model (and its OpenMP runtime) loads
     settings = SttSettings()
     if args.command == "transcribe":
         setup_logging("stt", "WARNING" if not args.json else "ERROR", False)

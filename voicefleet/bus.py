@@ -237,6 +237,15 @@ class Bus:
                     log.warning("reclaimed %d entries of %s unacked for over %d ms", got, stream, min_idle_ms)
         return claimed, poisoned
 
+    async def keep_claimed(self, stream: str, group: str, consumer: str, ids: list[bytes]) -> None:
+        """Reset the idle time of entries ``consumer`` is still working on, so nobody reclaims them as hung.
+
+        XCLAIM with JUSTID neither counts a delivery nor returns the entries;
+        an id already acked is skipped by Redis.
+        """
+        if ids:
+            await self.redis.xclaim(stream, group, consumer, 0, list[Any](ids), justid=True)
+
     async def _claim(
         self,
         stream: str,

@@ -28,6 +28,13 @@ class BusSettings(BaseSettings):
     reclaim_idle_s: float = Field(
         60.0, gt=0, description="Work unacked this long is claimed by another worker (a hung handler)"
     )
+    #: A worker keeps claiming what its handlers are still working on, this long at most.
+    handler_max_s: float = Field(
+        600.0,
+        gt=0,
+        description="A worker vouches for work its handler is still on this long at most; after it, the "
+        "work counts as hung and is reclaimed (slow work on a busy machine is not taken away before)",
+    )
     work_stream_maxlen: int = Field(
         10000, ge=100, description="Entries kept in each work stream (turns, speak, tools), trimmed approximately"
     )

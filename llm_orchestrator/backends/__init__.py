@@ -39,6 +39,7 @@ def llamacpp_backend(settings: LlmSettings) -> LlamaCppBackend:
             temperature=settings.temperature,
             top_p=settings.top_p,
             repeat_penalty=settings.repeat_penalty,
+            weight_repack=settings.weight_repack,
         ),
         tool_grammar=settings.tool_grammar,
     )

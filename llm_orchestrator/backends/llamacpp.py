@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import aclosing
+from contextlib import aclosing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,33 @@ log = logging.getLogger(__name__)
 _END = object()
 
 
+@contextmanager
+def _weight_repack(enabled: bool) -> Iterator[None]:
+    """Load a model with llama.cpp's weight repacking (``use_extra_bufts``) on or off.
+
+    llama-cpp-python has no argument for it. With it on, 0.3.36 built on a CPU
+    with AMX (this project's machine, 2026-11-30) crashes with SIGSEGV in the
+    first ``decode`` of SmolLM2 Q4_1; off, it answers. Called under the load lock.
+    """
+    if enabled:
+        yield
+        return
+    import llama_cpp.llama as llama_module
+
+    original = llama_module.llama_cpp.llama_model_default_params
+
+    def params() -> Any:
+        p = original()
+        p.use_extra_bufts = False
+        return p
+
+    llama_module.llama_cpp.llama_model_default_params = params
+    try:
+        yield
+    finally:
+        llama_module.llama_cpp.llama_model_default_params = original
+
+
 class LlamaCppLLM(CustomLLM):
     """A GGUF chat model run by llama.cpp in this process, streaming and cancellable."""
 
@@ -63,6 +90,8 @@ class LlamaCppLLM(CustomLLM):
     temperature: float = 0.6
     top_p: float = 0.9
     repeat_penalty: float = 1.1
+    #: llama.cpp's weight repacking into the layouts of its AMX/AVX-512 kernels ("extra buffer types").
+    weight_repack: bool = False
 
     _llama: Any = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
@@ -96,14 +125,15 @@ class LlamaCppLLM(CustomLLM):
             from llama_cpp import Llama  # heavy import, only where the model is used
 
             started = time.monotonic()
-            self._llama = Llama(
-                model_path=self.model_path,
-                n_ctx=self.n_ctx,
-                n_threads=self.n_threads,
-                n_threads_batch=self.n_threads,
-                n_gpu_layers=self.n_gpu_layers,
-                verbose=False,
-            )
+            with _weight_repack(self.weight_repack):
+                self._llama = Llama(
+                    model_path=self.model_path,
+                    n_ctx=self.n_ctx,
+                    n_threads=self.n_threads,
+                    n_threads_batch=self.n_threads,
+                    n_gpu_layers=self.n_gpu_layers,
+                    verbose=False,
+                )
             log.info(
                 "loaded %s (%d threads, context %d, %d GPU layers)",
                 Path(self.model_path).name,
