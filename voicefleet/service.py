@@ -180,9 +180,6 @@ class Service:
     ) -> None:
         """Handle work from ``stream`` until stopped: never lose, never die on bad input.
 
-        ``drop_handled``: delete each entry once acked (entries that carry a whole
-        recording should not wait in Redis for the stream's trimming).
-
         An entry is acked once its handler returned or raised (a raising
         handler gets an error event to the session; retrying would fail the
         same way). Entries held by dead consumers of this service, and entries
@@ -190,6 +187,8 @@ class Service:
         are claimed every ``reclaim_every_s``. Work a handler here is still on
         is kept claimed meanwhile, for ``handler_max_s`` at most, so that slow
         work on a busy machine is not taken for hung and done twice.
+        ``drop_handled``: delete each entry once acked (entries that carry a whole
+        recording should not wait in Redis for the stream's trimming).
         """
         slots = asyncio.Semaphore(concurrency)
         working = self._working.setdefault((stream, group), {})
