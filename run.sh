@@ -8,7 +8,7 @@
 #
 # supervisord runs the services and restarts a crashed one (logs/supervisord.log says when).
 # Each process writes logs/<name>.log and logs/<name>.pid (VF_RUN_DIR picks another folder). Scale a worker kind with
-# VF_RUN_STT=2 (likewise VF_RUN_LLM, VF_RUN_TTS, VF_RUN_TOOLS).
+# VF_RUN_STT=2 (likewise VF_RUN_LLM, VF_RUN_TTS, VF_RUN_TOOLS); VF_RUN_WYOMING=1 adds the Wyoming adapter.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -62,10 +62,12 @@ for kind in stt llm tts tools; do
   var="VF_RUN_${kind^^}"
   for i in $(seq 1 "${!var:-1}"); do programs+=("$kind-$i"); done
 done
+# The Wyoming adapter (Home Assistant's speech-to-text, text-to-speech and wake word provider): VF_RUN_WYOMING=1.
+[ "${VF_RUN_WYOMING:-0}" = 1 ] && programs+=(wyoming-1)
 module_of() {
   case ${1%-*} in
     gateway) echo "gateway serve" ;; stt) echo vad_stt_worker ;; llm) echo llm_orchestrator ;;
-    tts) echo tts_worker ;; tools) echo tools_worker ;;
+    tts) echo tts_worker ;; tools) echo tools_worker ;; wyoming) echo wyoming_adapter ;;
   esac
 }
 {
@@ -168,6 +170,7 @@ cat <<INFO
     page:     $URL/?token=$TOKEN
     API docs: $URL/docs
     talk:     $PY -m audio_client --gateway ws://$HOST:$PORT --token \$TOKEN
+    OpenAI:   base_url $URL/v1, api_key \$TOKEN
     token:    $TOKEN
     stop:     ./kill_all.sh
 INFO

@@ -82,8 +82,10 @@ def speak(text: str) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def spawned_fleet() -> Iterator[tuple[str, str]]:
-    """gateway + stt + llm + tts + tools as processes under a private prefix: (ws URL, token)."""
+def spawned_fleet(
+    extra: dict[str, list[str]] | None = None, **extra_env: str
+) -> Iterator[tuple[str, str]]:
+    """gateway + stt + llm + tts + tools (+ ``extra`` modules) as processes under a private prefix: (ws URL, token)."""
     import redis
 
     from gateway import auth
@@ -99,6 +101,7 @@ def spawned_fleet() -> Iterator[tuple[str, str]]:
         PYTHONUNBUFFERED="1",
         PYTHONPATH=str(ROOT),
         VF_GATEWAY_REQUIRED_SERVICES="stt,llm,tts,tools",
+        **extra_env,
     )
     logs = RESULTS / "client_bench_logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -108,6 +111,7 @@ def spawned_fleet() -> Iterator[tuple[str, str]]:
         "llm": ["llm_orchestrator"],
         "tts": ["tts_worker"],
         "tools": ["tools_worker"],
+        **(extra or {}),
     }
     procs = []
     try:

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, WebSocket
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
@@ -24,7 +26,7 @@ from voicefleet.messages import Cancel, Start, json_schemas
 from voicefleet.service import Service
 from voicefleet.sessions import Sessions
 
-from . import auth, guard, tts_routes
+from . import auth, guard, openai_routes, tts_routes
 from .connection import POLICY, TRY_LATER, UNSUPPORTED, Closing, Connection, close_reason, close_with_error
 from .mcp_server import AssistantMcp
 from .settings import GatewaySettings
@@ -122,6 +124,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         hosts=guard.allowed_hosts(settings.allowed_hosts, settings.host, settings.public_url),
         origins=guard.allowed_origins(settings.allowed_origins, settings.public_url),
+        upload_paths={"/v1/audio/transcriptions": settings.max_upload_bytes},
     )
     app.state.fleet = fleet
     app.state.bus = fleet.bus
@@ -190,10 +193,33 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     async def user_id(principal: auth.Principal = Depends(require_user)) -> str:
         return principal.user
 
+    tts_settings = tts_routes.TtsHttpSettings.from_gateway(settings)
+    tts_slots = tts_settings.slots()  # /v1/tts and /v1/audio/speech share them
     app.include_router(
-        tts_routes.make_router(tts_routes.TtsHttpSettings.from_gateway(settings),
-                               dependencies=[Depends(require_user)], get_user=user_id)
+        tts_routes.make_router(tts_settings, dependencies=[Depends(require_user)], get_user=user_id, slots=tts_slots)
     )
+
+    async def api_key_user(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> str:
+        """The JWT as an OpenAI API key: refusals in OpenAI's error shape (the SDK's AuthenticationError)."""
+        try:
+            return auth.verify(creds.credentials if creds else None, settings).user
+        except auth.AuthError as exc:
+            raise openai_routes.OpenAIError(401, f"Invalid API key: {exc.reason}", "invalid_api_key") from None
+
+    app.include_router(openai_routes.make_router(settings, api_key_user, tts_slots))
+
+    @app.exception_handler(openai_routes.OpenAIError)
+    async def openai_error(request: Request, exc: openai_routes.OpenAIError) -> JSONResponse:
+        return exc.response()
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if request.url.path not in openai_routes.PATHS:
+            return await request_validation_exception_handler(request, exc)
+        first = exc.errors()[0] if exc.errors() else {}
+        param = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
+        return openai_routes.OpenAIError(400, f"{param or 'request'}: {first.get('msg', 'invalid request')}",
+                                         "invalid_value", param).response()
 
     def is_operator(request: Request) -> bool:
         """Whether the request carries the operator token (``Authorization: Bearer``)."""

@@ -9,7 +9,7 @@ request for a Host or from an Origin not allowed never reaches a handler.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -28,8 +28,13 @@ def _hostname(host_header: str) -> str:
 class Guard:
     """One ASGI middleware for the checks every request gets before routing."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, hosts: Iterable[str], origins: Iterable[str]) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, hosts: Iterable[str], origins: Iterable[str],
+        upload_paths: Mapping[str, int] | None = None,
+    ) -> None:
         self.app, self.max_body_bytes = app, max_body_bytes
+        #: Paths that take files (audio uploads), with their own, larger limit.
+        self.upload_paths = dict(upload_paths or {})
         self.hosts = {h.strip().lower() for h in hosts if h.strip()}
         self.any_host = "*" in self.hosts
         self.origins = {o.strip().rstrip("/").lower() for o in origins if o.strip()}
@@ -53,12 +58,12 @@ class Guard:
         if scope["type"] == "websocket":
             await self.app(scope, receive, send)
             return
+        limit = self.upload_paths.get(scope.get("path", ""), self.max_body_bytes)
         length = headers.get("content-length", "")
-        if length and (not length.isdigit() or int(length) > self.max_body_bytes):
-            await self._refuse(scope, send, 413, "body_too_large",
-                               f"The request body is over the {self.max_body_bytes}-byte limit.")
+        if length and (not length.isdigit() or int(length) > limit):
+            await self._refuse(scope, send, 413, "body_too_large", f"The request body is over the {limit}-byte limit.")
             return
-        await self._serve_http(scope, receive, send)
+        await self._serve_http(scope, receive, send, limit)
 
     def _origin_allowed(self, origin: str, host: str) -> bool:
         parts = urlsplit(origin)
@@ -66,7 +71,7 @@ class Guard:
             return True  # the page this gateway served
         return origin.rstrip("/").lower() in self.origins or (parts.hostname or "") in LOCAL_HOSTS
 
-    async def _serve_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _serve_http(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         received = 0
         started = refused = False
 
@@ -75,12 +80,12 @@ class Guard:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body_bytes and not refused:
+                if received > limit and not refused:
                     # Answer now, and tell the app the client left: whatever it sends after is dropped.
                     refused = True
                     if not started:
                         await self._refuse(scope, send, 413, "body_too_large",
-                                           f"The request body is over the {self.max_body_bytes}-byte limit.")
+                                           f"The request body is over the {limit}-byte limit.")
                     return {"type": "http.disconnect"}
             return message
 

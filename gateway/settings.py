@@ -84,6 +84,18 @@ class GatewaySettings(ServiceSettings):
         5.0, ge=0, description="Read the work streams' lag and pending counts for /metrics this often (0: off)"
     )
 
+    # --- OpenAI-compatible API (/v1/audio/*, /v1/chat/completions); /v1/audio/speech shares the TTS slots ---
+    max_upload_bytes: int = Field(
+        25 * 1024 * 1024, gt=0, description="Largest audio upload to /v1/audio/transcriptions (OpenAI's is 25 MB)"
+    )
+    max_upload_s: float = Field(300.0, gt=0, description="Longest recording /v1/audio/transcriptions accepts")
+    transcribe_max_concurrent: int = Field(4, gt=0, description="Transcriptions at once per gateway; more get 429")
+    transcribe_max_per_user: int = Field(2, gt=0, description="Transcriptions at once for one user; more get 429")
+    transcribe_timeout_s: float = Field(120.0, gt=0, description="Longest wait for a whole transcription")
+    chat_max_concurrent: int = Field(8, gt=0, description="Chat completions at once per gateway; more get 429")
+    chat_max_per_user: int = Field(2, gt=0, description="Chat completions at once for one user; more get 429")
+    chat_timeout_s: float = Field(120.0, gt=0, description="Longest wait for a whole chat reply")
+
     @model_validator(mode="after")
     def _check_keys(self) -> GatewaySettings:
         if self.jwt_algorithm not in ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512"):

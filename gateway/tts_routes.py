@@ -1,8 +1,10 @@
 """HTTP text-to-speech: ``POST /v1/tts`` returns a WAV, ``GET /v1/voices`` lists voices.
 
 The gateway synthesizes nothing itself: a :class:`TtsRequest` goes on the same
-``speak`` work stream the voice sessions use, a TTS worker answers it with
-audio chunks through ``Bus.reply``, and the route joins them into a WAV file.
+``speak`` work stream the voice sessions use (:func:`voicefleet.rpc.synthesize`),
+a TTS worker answers it with audio chunks through ``Bus.reply``, and the route
+joins them into a WAV file. ``/v1/audio/speech`` (:mod:`gateway.openai_routes`)
+is the same request, streamed, and takes the same :class:`~gateway.slots.Slots`.
 
 Wire it into the app with
 ``app.include_router(make_router(TtsHttpSettings.from_gateway(settings), dependencies=[...]))``;
@@ -22,17 +24,19 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
+from voicefleet import rpc
 from voicefleet.audio import MAX_RATE, MIN_RATE
 from voicefleet.bus import REDIS_DOWN, Bus
-from voicefleet.messages import AudioChunk, Error, TtsRequest
+from voicefleet.messages import AudioChunk, TtsRequest
 
 from .settings import GatewaySettings
+from .slots import Refused, Slots
 
 log = logging.getLogger(__name__)
 
 TTS_SERVICE = "tts"
 #: Worker error codes -> HTTP status.
-_ERROR_STATUS = {"text_too_long": 413, "unknown_voice": 400}
+ERROR_STATUS = {"text_too_long": 413, "unknown_voice": 400, "timeout": 503, "bus_unavailable": 503}
 
 
 class TtsHttpSettings(BaseModel):
@@ -52,6 +56,9 @@ class TtsHttpSettings(BaseModel):
             timeout_s=settings.tts_timeout_s,
             max_text_chars=settings.max_text_chars,
         )
+
+    def slots(self) -> Slots:
+        return Slots("syntheses", self.max_concurrent, self.max_per_user)
 
 
 class TtsBody(BaseModel):
@@ -75,10 +82,9 @@ def _problem(status: int, code: str, message: str, headers: dict[str, str] | Non
 
 async def _tts_workers(bus: Bus) -> list[dict[str, Any]]:
     try:
-        services = await bus.health()
-    except REDIS_DOWN as exc:
-        raise _problem(503, "bus_unavailable", "The message bus is not reachable right now.") from exc
-    return [s for s in services.get(TTS_SERVICE, []) if s.get("ready")]
+        return await rpc.ready_workers(bus, TTS_SERVICE)
+    except rpc.RequestFailed as exc:
+        raise _problem(503, exc.code, exc.message) from exc
 
 
 def _wav(chunks: list[AudioChunk], default_rate: int) -> bytes:
@@ -103,17 +109,17 @@ def make_router(
     get_bus: Callable[..., Bus] = bus_from_app_state,
     dependencies: Sequence[Any] | None = None,
     get_user: Callable[..., Any] = anonymous,
+    slots: Slots | None = None,
 ) -> APIRouter:
     """The TTS routes; ``dependencies`` (e.g. ``[Depends(require_jwt)]``) guard every route.
 
     ``get_user`` (a dependency returning the caller's user id) shares the
-    slots fairly: no user holds more than ``max_per_user`` of them.
+    slots fairly: no user holds more than ``max_per_user`` of them. ``slots``:
+    the ones ``/v1/audio/speech`` takes too (a router of its own when None).
     """
     limits = settings or TtsHttpSettings()
     router = APIRouter(tags=["speech"], dependencies=list(dependencies or []))
-    # Per process; asyncio is single-threaded, so plain counters are exact.
-    in_flight = 0
-    by_user: dict[str, int] = {}
+    in_flight = slots or limits.slots()
 
     @router.post(
         "/v1/tts",
@@ -122,7 +128,6 @@ def make_router(
     )
     async def synthesize(body: TtsBody, bus: Bus = Depends(get_bus), user: str = Depends(get_user)) -> Response:
         """Speak ``text`` and return the audio as a WAV file."""
-        nonlocal in_flight
         if not body.text.strip():
             raise _problem(400, "empty_text", "There is no text to speak.")
         if len(body.text) > limits.max_text_chars:
@@ -131,29 +136,11 @@ def make_router(
                 "text_too_long",
                 f"The text is {len(body.text)} characters long; at most {limits.max_text_chars} can be spoken at once.",
             )
-        if in_flight >= limits.max_concurrent:
-            raise _problem(
-                429,
-                "too_many_requests",
-                f"{limits.max_concurrent} syntheses are already running; try again in a moment.",
-                headers={"Retry-After": "1"},
-            )
-        if by_user.get(user, 0) >= limits.max_per_user:
-            raise _problem(
-                429,
-                "too_many_requests",
-                f"You already have {limits.max_per_user} syntheses running; wait for one to finish.",
-                headers={"Retry-After": "1"},
-            )
-        in_flight += 1
-        by_user[user] = by_user.get(user, 0) + 1
         try:
-            return await _synthesize(bus, body)
-        finally:
-            in_flight -= 1
-            by_user[user] -= 1
-            if not by_user[user]:
-                del by_user[user]
+            with in_flight.take(user):
+                return await _synthesize(bus, body)
+        except Refused as exc:
+            raise _problem(429, exc.code, exc.message, headers={"Retry-After": str(exc.retry_after_s)}) from None
 
     async def _synthesize(bus: Bus, body: TtsBody) -> Response:
         if not await _tts_workers(bus):
@@ -166,9 +153,16 @@ def make_router(
         )
         request.stamp("gateway_received")
         started = time.monotonic()
+        chunks: list[AudioChunk] = []
         try:
-            await bus.enqueue(bus.keys.speak, request)
-            chunks = await _collect(bus, request, started)
+            async for chunk in rpc.synthesize(bus, request, limits.timeout_s):
+                chunks.append(chunk)
+        except rpc.RequestTimedOut:
+            raise _problem(
+                503, "tts_timeout", f"Speech synthesis did not finish within {limits.timeout_s:g} seconds."
+            ) from None
+        except rpc.RequestFailed as exc:
+            raise _problem(ERROR_STATUS.get(exc.code, 502), exc.code, exc.message) from None
         except REDIS_DOWN as exc:
             raise _problem(503, "bus_unavailable", "The message bus is not reachable right now.") from exc
         audio = _wav(chunks, request.sample_rate)
@@ -177,26 +171,6 @@ def make_router(
             extra={"ms": round((time.monotonic() - started) * 1000)},
         )  # fmt: skip
         return Response(content=audio, media_type="audio/wav")
-
-    async def _collect(bus: Bus, request: TtsRequest, started: float) -> list[AudioChunk]:
-        chunks: list[AudioChunk] = []
-        while True:
-            left = limits.timeout_s - (time.monotonic() - started)
-            reply = await bus.wait_reply(request.request_id, left) if left > 0 else None
-            if reply is None:
-                # Nobody will read what the worker may still push: stop it (a cancel keyed by the
-                # request id, which the worker checks between pieces) and let the replies go.
-                await bus.cancel(request.session_id, request.request_id, "timeout")
-                await bus.redis.delete(bus.keys.reply(request.request_id))
-                raise _problem(
-                    503, "tts_timeout", f"Speech synthesis did not finish within {limits.timeout_s:g} seconds."
-                )
-            if isinstance(reply, Error):
-                raise _problem(_ERROR_STATUS.get(reply.code, 502), reply.code, reply.message)
-            if isinstance(reply, AudioChunk):
-                chunks.append(reply)
-                if reply.last:
-                    return chunks
 
     @router.get("/v1/voices")
     async def voices(bus: Bus = Depends(get_bus)) -> dict[str, Any]:

@@ -109,7 +109,7 @@ class Reply:
             return False
         seq = self.seq
         self.seq += 1
-        if seq >= self._skip_chunks:
+        if seq >= self._skip_chunks and self.request.speak:
             self.stamp("first_chunk")
             request = SpeakRequest(
                 text=text,

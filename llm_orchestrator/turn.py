@@ -32,7 +32,7 @@ from .chunker import SpeechChunker
 from .function_tools import function_tools, tool_name
 from .gated import GatedSpeech
 from .guard import LONG_ENOUGH, MIN_WORDS, Context, ReplyGate, words
-from .history import History, HistoryEntry
+from .history import History, HistoryEntry, trim
 from .intents import Intent, IntentParser
 from .prompt import PromptBuilder, wants_long
 from .reply import Reply, TurnProgress
@@ -199,7 +199,7 @@ class Turn:
     async def _run_model(self, reply: Reply, session: SessionRecord, text: str) -> None:
         ctx, settings = self.ctx, self.ctx.settings
         history, memory = await asyncio.gather(
-            ctx.history.recent(self.session_id), ctx.tools.memory(session.user, self.session_id, self.turn_id)
+            self._history(), ctx.tools.memory(session.user, self.session_id, self.turn_id)
         )
         system = ctx.prompt.system(memory, session.language)
         long = wants_long(text)
@@ -236,6 +236,16 @@ class Turn:
             rest = [NO_ANSWER]
         if not speech.final_sent:
             await reply.speak_last(rest)
+
+    async def _history(self) -> list[HistoryEntry]:
+        """The conversation so far: the one the client sent with the turn (HTTP chat), else the session's."""
+        given = self.request.history
+        if given is None:
+            return await self.ctx.history.recent(self.session_id)
+        if self.ctx.history.max_turns == 0 or self.ctx.history.token_budget == 0:
+            return []
+        entries = [HistoryEntry(e.role, e.content) for e in given]
+        return trim(entries, self.ctx.history.max_turns, self.ctx.history.token_budget)
 
     async def _warm_history(self, system: str) -> None:
         """Read the session's prompt into the model's cache again, for the next turn (the reply is done)."""
@@ -364,6 +374,8 @@ class Turn:
         metrics.TURNS.labels("llm", "expired").inc()
 
     async def _remember(self, reply: Reply, interrupted: bool) -> None:
+        if self.request.history is not None:
+            return  # the client keeps this conversation and sends it with every turn
         entries = []
         tool = self.answered_by
         if self.request.text.strip():

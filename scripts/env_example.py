@@ -25,6 +25,7 @@ MODULES = [
     ("Speech out: TTS", "tts_worker.settings"),
     ("Tools", "tools_worker.settings"),
     ("Audio client", "audio_client.settings"),
+    ("Wyoming adapter", "wyoming_adapter.settings"),
 ]
 HEADER = """\
 # Every setting of the fleet with its default. Copy to .env and change what you need;

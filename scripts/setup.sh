@@ -53,7 +53,7 @@ want="$(cat pyproject.toml requirements-models.txt | sha256sum | cut -c1-16)-dev
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   say "installing Python packages (the first time compiles llama-cpp-python: several minutes)"
   "${PIP[@]}" install --upgrade pip wheel
-  extras="gateway,stt,llm,tts,tools,client,fleet"
+  extras="gateway,stt,llm,tts,tools,client,fleet,wyoming"
   [ "$DEV" = 1 ] && extras="$extras,dev"
   [ -e /usr/include/portaudio.h ] && extras="$extras,mic"   # PyAudio for the laptop client
   "${PIP[@]}" install -e ".[$extras]"

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis
 from fleet import delete_prefix
+from protocol_fleet import protocol_fleet  # noqa: F401 (session fixture: one fleet for the OpenAI and Wyoming tests)
 
 from voicefleet.bus import Bus
 from voicefleet.messages import new_id

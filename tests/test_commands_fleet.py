@@ -12,6 +12,7 @@ import importlib.util
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import openai
 import pytest
 from conftest import REDIS_URL, free_port
 from fleet import mint_token, running_fleet
@@ -102,3 +103,29 @@ async def test_commands_in_french(command_fleet: CommandFleet) -> None:
         await command(client, "Mets un minuteur de dix minutes pour les pâtes.", "timer.set")
         await command(client, "Annule tous les minuteurs.", "timer.cancel")
         await command(client, "Quelle heure est-il à Tokyo ?", "time.now")
+
+
+def test_openai_sdk_streamed_chat_completion_runs_a_tool(command_fleet: CommandFleet) -> None:
+    """The real ``openai`` SDK: the assistant as a chat model, its tools run server-side."""
+    base_url = command_fleet.ws.replace("ws://", "http://", 1) + "/v1"
+    client = openai.OpenAI(base_url=base_url, api_key=command_fleet.token("eve"), max_retries=0, timeout=60)
+    stream = client.chat.completions.create(
+        model="voicefleet", messages=[{"role": "user", "content": "Set a timer for 5 minutes for the pasta."}],
+        stream=True,
+    )
+    chunks = list(stream)
+    assert {c.object for c in chunks} == {"chat.completion.chunk"} and len({c.id for c in chunks}) == 1
+    text = "".join(c.choices[0].delta.content or "" for c in chunks)
+    assert "5 minutes" in text or "five minutes" in text.lower(), text
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    # What the assistant did rides along in each chunk's "voicefleet" field.
+    done = [c.model_extra["voicefleet"] for c in chunks if (c.model_extra or {}).get("voicefleet")]
+    calls = [d for d in done if d["type"] == "tool_call"]
+    assert calls and calls[0]["name"] == "timer.set" and calls[0]["arguments"]["seconds"] == 300, done
+    assert any(d["type"] == "tool_result" and d["ok"] for d in done)
+    # The timer is the user's own, kept by the tools worker: a later request (not streamed) lists it.
+    listed = client.chat.completions.create(
+        model="voicefleet", messages=[{"role": "user", "content": "What timers are running?"}]
+    )
+    assert "pasta" in (listed.choices[0].message.content or "").lower()
+    assert "voicefleet" in {m.id for m in client.models.list()}

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from llama_index.core.base.llms.types import MessageRole
-from llm_harness import FakeBackend
+from llm_harness import FakeBackend, messages, read_until_done, running_service, send_turn, speak_entries
 
 from llm_orchestrator.backends import Backend, BackendError, BackendsUnavailable, FallbackChain
 from llm_orchestrator.history import History, HistoryEntry, trim
@@ -14,6 +14,8 @@ from llm_orchestrator.prompt import PromptBuilder
 from llm_orchestrator.settings import LlmSettings
 from llm_orchestrator.tools_client import memory_items
 from voicefleet.bus import Bus
+from voicefleet.messages import ChatEntry, ReplyDelta
+from voicefleet.settings import BusSettings
 
 
 async def run_chain(chain: FallbackChain) -> tuple[str, str, list[tuple[list[str], str]]]:
@@ -149,3 +151,30 @@ async def test_user_messages_are_numbered_in_redis(bus: Bus) -> None:
     stored = await history.entries("s1")
     assert [e.n for e in stored if e.role == "user"] == [1, 2, 3]
     assert [e.content for e in await history.recent("s1")] == ["q0", "a0", "q1", "a1", "q2", "a2"]
+
+
+class RecordingBackend(FakeBackend):
+    """A fake backend that keeps the prompts it was given."""
+
+    def __init__(self) -> None:
+        super().__init__("recording", words=("Your cat is called Miso.",))
+        self.prompts: list[list[str]] = []
+
+    async def stream(self, messages: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        self.prompts.append([str(m.content) for m in messages])
+        async for piece in super().stream(messages, **kwargs):
+            yield piece
+
+
+async def test_a_text_only_turn_with_the_clients_history(bus: Bus, bus_settings: BusSettings) -> None:
+    """An HTTP chat turn: the conversation comes with the turn, nothing is spoken, nothing is stored."""
+    backend = RecordingBackend()
+    async with running_service(bus_settings, [backend], intents=False, reply_checks=False):
+        history = [ChatEntry(role="user", content="My cat is called Miso."),
+                   ChatEntry(role="assistant", content="Noted.")]
+        turn = await send_turn(bus, "chat-1", "What is my cat called?", user="ada", speak=False, history=history)
+        entries = await read_until_done(bus, "chat-1", turn.turn_id)
+    assert "Miso" in "".join(m.text for m in messages(entries, ReplyDelta))
+    assert backend.prompts and "My cat is called Miso." in backend.prompts[0] and "Noted." in backend.prompts[0]
+    assert await speak_entries(bus, turn.turn_id) == []  # no speech requests
+    assert await bus.redis.llen(bus.keys.history("chat-1")) == 0  # the client keeps the conversation

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -55,8 +57,8 @@ class Recognizer:
 class Job:
     """One queued transcription: await ``future``; ``drop()`` it if no longer wanted."""
 
-    future: asyncio.Future[Recognition]
-    _job: Future[Recognition]
+    future: asyncio.Future[Any]
+    _job: Future[Any]
 
     def drop(self) -> bool:
         """Cancel it if it has not started yet; True when it will never run."""
@@ -79,9 +81,13 @@ class Transcriber:
 
     def submit(self, audio: np.ndarray, language: str | None, voiced_ms: float, wake_word: str | None) -> Job:
         """Queue a transcription (call from the event loop)."""
+        return self.run(self.recognizer.recognize, audio, language, voiced_ms, wake_word)
+
+    def run(self, fn: Callable[..., Any], *args: Any) -> Job:
+        """Queue any work that uses Whisper (a whole recording) on the Whisper thread."""
         loop = asyncio.get_running_loop()
         self._in_flight += 1
-        job = self._pool.submit(self.recognizer.recognize, audio, language, voiced_ms, wake_word)
+        job = self._pool.submit(fn, *args)
         # Counted until the thread is really free (a dropped-but-running job still occupies it).
         job.add_done_callback(lambda done: self._release(loop, done))
         return Job(asyncio.wrap_future(job, loop=loop), job)
@@ -103,9 +109,9 @@ class Transcriber:
             return None
         return self.submit(audio, language, voiced_ms, wake_word)
 
-    def _release(self, loop: asyncio.AbstractEventLoop, job: Future[Recognition]) -> None:
+    def _release(self, loop: asyncio.AbstractEventLoop, job: Future[Any]) -> None:
         elapsed = 0.0
-        if not job.cancelled() and job.exception() is None:
+        if not job.cancelled() and job.exception() is None and isinstance(job.result(), Recognition):
             elapsed = job.result().transcript.elapsed_s
         try:
             loop.call_soon_threadsafe(self._done, elapsed)

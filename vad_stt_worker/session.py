@@ -100,6 +100,8 @@ class SessionRunner:
         self.sessions = Sessions(ctx.bus)
         self.user = record.user
         self.language = normalize_language(record.language or ctx.settings.language)
+        #: Only the wake word matters (a Wyoming wake client): speech events, transcripts and turns are skipped.
+        self.wake_only = record.wake_only
         self.start = start
         self.last_id: bytes = start.entry_id
         self.ended = False
@@ -238,6 +240,8 @@ class SessionRunner:
 
     async def _act(self, action: Action, read_at: float) -> None:
         bus, sid = self.ctx.bus, self.sid
+        if self.wake_only and not isinstance(action, WakeDetected):
+            return
         if isinstance(action, WakeDetected):
             log.info("wake word %s (%.2f)", action.word, action.score, extra={"session": sid})
             await bus.emit(Wake(session_id=sid, word=action.word, score=round(action.score, 3)))

@@ -6,8 +6,10 @@ import abc
 import logging
 import os
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,6 +29,30 @@ class Segment:
     no_speech_prob: float = 0.0
     avg_logprob: float = 0.0
     compression_ratio: float = 1.0
+
+
+@dataclass
+class FileSegment:
+    """One segment of a whole recording, with its times (seconds) and, when asked, its words."""
+
+    text: str
+    start: float
+    end: float
+    words: list[tuple[str, float, float, float]] = field(default_factory=list)  # word, start, end, probability
+    avg_logprob: float = 0.0
+    no_speech_prob: float = 0.0
+    compression_ratio: float = 0.0
+    temperature: float = 0.0
+
+
+@dataclass
+class FileTranscript:
+    """A recording being transcribed: ``segments`` decodes lazily, one segment per step."""
+
+    language: str | None
+    duration: float
+    segments: Iterator[FileSegment]
+    model: str = ""
 
 
 @dataclass
@@ -56,6 +82,14 @@ class SttEngine(abc.ABC):
         """Run once on silence so the first real request is not the slow one."""
         self.transcribe(np.zeros(BUS_RATE, dtype=np.float32), "en")
 
+    def transcribe_file(self, audio: np.ndarray, language: str | None, prompt: str, words: bool) -> FileTranscript:
+        """A whole recording with segment (and word) times; ``language`` None = detect."""
+        raise NotImplementedError(f"{self.name} cannot transcribe recordings")
+
+    def models(self) -> list[dict[str, Any]]:
+        """The models this engine runs, for the health key: name, languages, description."""
+        return []
+
 
 class WhisperEngine(SttEngine):
     """faster-whisper (CTranslate2) with fast, deterministic decoding options."""
@@ -76,6 +110,7 @@ class WhisperEngine(SttEngine):
             device = "cuda" if _cuda_available() else "cpu"
         compute_type = compute_type or ("int8" if device == "cpu" else "float16")
         self.description = f"{model} on {device} ({compute_type})"
+        self.model_name = model_name(model)
         try:
             self._model = WhisperModel(
                 model,
@@ -117,6 +152,39 @@ class WhisperEngine(SttEngine):
         result.elapsed_s = time.perf_counter() - started
         return result
 
+    def transcribe_file(self, audio: np.ndarray, language: str | None, prompt: str, words: bool) -> FileTranscript:
+        segments, info = self._model.transcribe(
+            audio,
+            language=language,
+            initial_prompt=prompt or None,
+            beam_size=1,
+            best_of=1,
+            temperature=0.0,
+            condition_on_previous_text=False,
+            vad_filter=False,
+            word_timestamps=words,
+        )
+
+        def decoded() -> Iterator[FileSegment]:
+            for s in segments:
+                yield FileSegment(
+                    text=s.text,
+                    start=round(s.start, 3),
+                    end=round(s.end, 3),
+                    words=[(w.word, round(w.start, 3), round(w.end, 3), round(w.probability, 4))
+                           for w in s.words or []],
+                    avg_logprob=s.avg_logprob,
+                    no_speech_prob=s.no_speech_prob,
+                    compression_ratio=s.compression_ratio,
+                    temperature=s.temperature or 0.0,
+                )
+
+        return FileTranscript(info.language, audio.size / BUS_RATE, decoded(), self.model_name)
+
+    def models(self) -> list[dict[str, Any]]:
+        languages = list(getattr(self._model, "supported_languages", None) or ["en"])
+        return [{"name": self.model_name, "languages": languages, "description": self.description}]
+
 
 class LanguageRoutedEngine(SttEngine):
     """An English-only model for English, a multilingual one for every other language and for detection.
@@ -139,6 +207,12 @@ class LanguageRoutedEngine(SttEngine):
 
     def transcribe(self, audio: np.ndarray, language: str | None) -> Transcript:
         return self.engine_for(language).transcribe(audio, language)
+
+    def transcribe_file(self, audio: np.ndarray, language: str | None, prompt: str, words: bool) -> FileTranscript:
+        return self.engine_for(language).transcribe_file(audio, language, prompt, words)
+
+    def models(self) -> list[dict[str, Any]]:
+        return [*self.english.models(), *self.multilingual.models()]
 
     def warm(self) -> None:
         self.english.warm()
@@ -195,6 +269,26 @@ def resolve_model(model: str) -> str:
         return str(whisper_base_dir())
     path = Path(model).expanduser()
     return str(path) if path.exists() else model
+
+
+def model_name(model: str) -> str:
+    """What clients call a model: ``whisper-base``, ``whisper-tiny.en``, or a folder's or size's name."""
+    packaged = {
+        "whisper-base": _packaged(lambda: whisper_base_dir(prepare=False)),
+        "whisper-tiny.en": _packaged(whisper_tiny_en_dir),
+    }
+    for name, folder in packaged.items():
+        if folder is not None and Path(model) == folder:
+            return name
+    base = Path(model).name or model
+    return base if base.startswith(("whisper", "faster-whisper")) else f"whisper-{base}"
+
+
+def _packaged(find: Callable[[], Path]) -> Path | None:
+    try:
+        return Path(find())
+    except Exception:  # not installed or not prepared: no folder can be it
+        return None
 
 
 def normalize_language(language: str | None) -> str | None:

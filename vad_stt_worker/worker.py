@@ -29,10 +29,11 @@ from typing import Any
 from voicefleet.audio import samples_at
 from voicefleet.bus import REDIS_DOWN
 from voicefleet.codec import decode
-from voicefleet.messages import AudioFrame
+from voicefleet.messages import AudioFrame, Cancel, Message, TranscribeRequest
 from voicefleet.service import Service
 from voicefleet.sessions import Sessions
 
+from .files import FileTranscriber
 from .lease import Lease
 from .models import Models
 from .recognizer import Recognizer, Transcriber
@@ -42,6 +43,8 @@ from .turn import TurnConfig
 
 log = logging.getLogger(__name__)
 
+#: Consumer group of the STT workers on the ``transcribe`` stream.
+GROUP = "stt"
 OWNER_FIELD = "stt_worker"
 POSITION_FIELD = "stt_pos"
 #: Never recreate a session hash that expired or was deleted meanwhile (it would have no TTL).
@@ -73,6 +76,7 @@ class SttService(Service):
         self.session_store = Sessions(self.bus)
         self._claiming: set[str] = set()
         self._ctx: WorkerContext | None = None
+        self.files: FileTranscriber | None = None
         self._hset_if_exists = self.bus.redis.register_script(_HSET_IF_EXISTS)
 
     # ------------------------------------------------------------ lifecycle
@@ -90,9 +94,14 @@ class SttService(Service):
             analysis=ThreadPoolExecutor(self.stt.analysis_threads, thread_name_prefix="analysis"),
             instance=self.instance,
         )
+        self.files = FileTranscriber(self.bus, transcriber, self.stt.language)
 
     def loops(self) -> list[Coroutine[Any, Any, None]]:
-        return [self._announcements(), self._scan(), self._keep_leases()]
+        return [
+            self._announcements(), self._scan(), self._keep_leases(),
+            # One recording at a time per process: the Whisper thread is one; other processes take the rest.
+            self.consume(self.keys.transcribe, GROUP, self._transcribe, concurrency=1, drop_handled=True),
+        ]
 
     def status(self) -> dict[str, Any]:
         engine = self.models.engine if self.models else None
@@ -100,7 +109,21 @@ class SttService(Service):
             "sessions": len(self.sessions),
             "wake_words": list(self.models.wake.words) if self.models else [],
             "model": getattr(engine, "description", ""),
+            # What the OpenAI-compatible /v1/models and the Wyoming adapter's describe list.
+            "asr_models": engine.models() if engine else [],
         }
+
+    async def _transcribe(self, msg: Message) -> None:
+        if not isinstance(msg, TranscribeRequest):
+            log.warning("ignoring a %s message on the transcribe stream", msg.type)
+            return
+        assert self.files is not None
+        await self.files.handle(msg)
+
+    async def on_cancel(self, cancel: Cancel) -> None:
+        """A caller gave up on a recording (a cancel keyed by its request id)."""
+        if self.files is not None:
+            self.files.cancel(cancel.turn_id)
 
     async def teardown(self) -> None:
         # Clean shutdown: hand sessions over quietly (no "worker lost" error for the client).

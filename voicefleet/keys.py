@@ -2,7 +2,7 @@
 
 No other module spells a key. Each name carries its delivery guarantee:
 
-* **work streams** (``turns``, ``speak``, ``tools``): Redis Streams read through
+* **work streams** (``turns``, ``speak``, ``tools``, ``transcribe``): Redis Streams read through
   consumer groups. An entry is acked only when handled; entries held by a
   consumer whose health key has expired are claimed by a live one. Nothing is
   lost when a worker dies.
@@ -47,6 +47,11 @@ class Keys:
     def tools(self) -> str:
         """Stream of ``tool_call``: one tool invocation."""
         return f"{self.prefix}:tools"
+
+    @property
+    def transcribe(self) -> str:
+        """Stream of ``transcribe_request``: a whole recording to transcribe (HTTP, Wyoming); group ``stt``."""
+        return f"{self.prefix}:transcribe"
 
     # --- per-session capped streams (ordered, real time) ---
     def audio(self, session_id: str) -> str:

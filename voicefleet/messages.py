@@ -220,6 +220,15 @@ class SessionEnded(Message):
 # ---------------------------------------------------------------------------
 
 
+class ChatEntry(BaseModel):
+    """One earlier message of a conversation a client keeps itself (``POST /v1/chat/completions``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["user", "assistant"]
+    content: str
+
+
 class TurnRequest(Message):
     """Something to answer: a final transcript or typed text."""
 
@@ -227,6 +236,10 @@ class TurnRequest(Message):
     user: str = ""
     text: str
     source: Literal["voice", "text"] = "voice"
+    #: False: answer in text only, no speech requests (an HTTP chat client has no speaker).
+    speak: bool = True
+    #: The conversation so far as the client keeps it; None: the session's own history in Redis.
+    history: list[ChatEntry] | None = None
 
 
 class SpeakRequest(Message):
@@ -277,6 +290,59 @@ class TtsRequest(Message):
     voice: str | None = None
     speech_rate: float = 1.0
     sample_rate: int = 22050
+
+
+class TranscribeRequest(_AudioMessage):
+    """Transcribe a whole recording (HTTP ``/v1/audio/transcriptions``, Wyoming ``asr``).
+
+    The audio is PCM16LE mono at the bus rate. A STT worker answers through
+    ``Keys.reply(request_id)``: one :class:`TranscriptSegment` per segment as
+    Whisper decodes it, then :class:`TranscriptDone` (or an :class:`Error`).
+    """
+
+    type: Literal["transcribe_request"] = "transcribe_request"
+    request_id: str = Field(default_factory=new_id)
+    #: A language code; None: the worker's default (``VF_STT_LANGUAGE``); "auto": detect.
+    language: _Name | None = None
+    #: Text that conditions Whisper (spellings, names, the previous sentence).
+    prompt: str = Field("", max_length=MAX_CLIENT_TEXT_CHARS)
+    #: Word timestamps (slower: Whisper aligns every word).
+    words: bool = False
+
+
+class WordTiming(BaseModel):
+    """One word of a transcript and when it was said (seconds from the start of the recording)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    word: str
+    start: float
+    end: float
+    probability: float = 0.0
+
+
+class TranscriptSegment(Message):
+    """One decoded segment of a :class:`TranscribeRequest`; ``seq`` numbers them from 0."""
+
+    type: Literal["transcript_segment"] = "transcript_segment"
+    text: str = ""
+    start: float = 0.0
+    end: float = 0.0
+    words: list[WordTiming] = Field(default_factory=list)
+    avg_logprob: float = 0.0
+    no_speech_prob: float = 0.0
+    compression_ratio: float = 0.0
+    temperature: float = 0.0
+
+
+class TranscriptDone(Message):
+    """A :class:`TranscribeRequest` is finished: the whole text, the language heard, the audio's length."""
+
+    type: Literal["transcript_done"] = "transcript_done"
+    text: str = ""
+    language: str | None = None
+    duration: float = 0.0
+    model: str = ""
 
 
 # ---------------------------------------------------------------------------
@@ -393,6 +459,7 @@ ALL_MESSAGES: tuple[type[Message], ...] = (
     Start, Configure, TextInput, Interrupt, PlaybackStarted, PlaybackFinished, Stop,
     AudioFrame, SessionStarted, SessionEnded,
     TurnRequest, SpeakRequest, ToolCall, ToolResult, Cancel, TtsRequest,
+    TranscribeRequest, TranscriptSegment, TranscriptDone,
     Ready, Wake, SpeechStarted, SpeechStopped, TranscriptPartial, TranscriptFinal,
     ReplyDelta, ReplyDone, AudioChunk, AudioStart, AudioEnd, Interrupted, Notice, Error,
 )

@@ -177,6 +177,7 @@ class Service:
         handler: Callable[[Message], Awaitable[None]],
         concurrency: int = 1,
         reclaim_every_s: float = 2.0,
+        drop_handled: bool = False,
     ) -> None:
         """Handle work from ``stream`` until stopped: never lose, never die on bad input.
 
@@ -187,6 +188,8 @@ class Service:
         are claimed every ``reclaim_every_s``. Work a handler here is still on
         is kept claimed meanwhile, for ``handler_max_s`` at most, so that slow
         work on a busy machine is not taken for hung and done twice.
+        ``drop_handled``: delete each entry once acked (entries that carry a whole
+        recording should not wait in Redis for the stream's trimming).
         """
         slots = asyncio.Semaphore(concurrency)
         working = self._working.setdefault((stream, group), {})
@@ -222,7 +225,8 @@ class Service:
                     backoff.reset()
                     for entry in entries:
                         await slots.acquire()
-                        self.spawn(self._handle(stream, group, entry, handler, slots), name=f"{group}-item")
+                        self.spawn(self._handle(stream, group, entry, handler, slots, drop_handled),
+                                   name=f"{group}-item")
             except REDIS_DOWN as exc:
                 _reraise_if_cancelled()
                 log.warning("%s: Redis unreachable (%s); retrying", stream, exc)
@@ -235,6 +239,7 @@ class Service:
         entry: Entry,
         handler: Callable[[Message], Awaitable[None]],
         slots: asyncio.Semaphore,
+        drop_handled: bool = False,
     ) -> None:
         working = self._working[(stream, group)]
         working.setdefault(entry.id, time.monotonic())
@@ -263,16 +268,18 @@ class Service:
                         entry.message.turn_id,
                     )
                 metrics.WORK_SECONDS.labels(self.name, entry.message.type).observe(time.monotonic() - started)
-            await self._ack_with_retry(stream, group, entry.id)
+            await self._ack_with_retry(stream, group, entry.id, drop_handled)
         finally:
             working.pop(entry.id, None)
             slots.release()
 
-    async def _ack_with_retry(self, stream: str, group: str, entry_id: bytes) -> None:
+    async def _ack_with_retry(self, stream: str, group: str, entry_id: bytes, drop: bool = False) -> None:
         backoff = Backoff()
         for _ in range(20):
             try:
                 await self.bus.ack(stream, group, entry_id)
+                if drop:
+                    await self.bus.redis.xdel(stream, entry_id)
                 return
             except REDIS_DOWN:
                 await backoff.wait()

@@ -77,6 +77,8 @@ class SessionRecord:
     language: str = ""  # "" = the STT worker's default
     #: The client cancels its own echo (``Start.echo_cancelled``): the STT worker does not.
     echo_cancelled: bool = False
+    #: Only the wake word is wanted (a Wyoming ``wake`` client): no speech events, no transcripts, no turns.
+    wake_only: bool = False
     created: float = 0.0
     #: The gateway connection attached now; "" while the client is away (the session may be resumed).
     connection: str = ""
@@ -229,6 +231,20 @@ class Sessions:
         await pipe.execute()
         await self.bus.add(self.keys.audio(session_id), SessionEnded(session_id=session_id, reason=reason))
         await self.announce(session_id)
+        await self._expire_all(session_id, CLOSED_TTL_S)
+
+    async def end_audio(self, session_id: str, reason: str) -> None:
+        """No more audio will come: the STT owner handles every frame before this mark, then lets the session go.
+
+        The session stays registered (the owner is not pulled away mid-audio, as :meth:`close` would);
+        :meth:`close` it afterwards.
+        """
+        await self.bus.add(self.keys.audio(session_id), SessionEnded(session_id=session_id, reason=reason))
+
+    async def forget(self, session_id: str, cancel: bool = False) -> None:
+        """Let a session no client attaches to (one HTTP chat turn) go: its keys expire soon; ``cancel`` its turn."""
+        if cancel:
+            await self.cancel_current(session_id, "request_ended")
         await self._expire_all(session_id, CLOSED_TTL_S)
 
     async def _expire_all(self, session_id: str, ttl_s: int) -> None:
