@@ -133,9 +133,10 @@ class RunningFleet:
 
 @contextmanager
 def running_fleet(
-    redis_url: str, port: int, prefix: str, logs: Path, workers: dict[str, str], **env: str
+    redis_url: str, port: int, prefix: str, logs: Path, workers: dict[str, str], clean: bool = True, **env: str
 ) -> Iterator[RunningFleet]:
-    """``python -m gateway serve`` plus one process per worker (name -> module), ready; stopped and cleaned after."""
+    """``python -m gateway serve`` plus one process per worker (name -> module), ready; stopped and cleaned after
+    (``clean=False``: the test's Redis is its own, and may be gone by then)."""
     secret = f"test-secret-{prefix}-0123456789abcdef0123456789"
     child = child_env(dict(os.environ))
     child.update(VF_REDIS_URL=redis_url, VF_KEY_PREFIX=prefix, VF_HEALTH_TTL_S="3", PYTHONUNBUFFERED="1",
@@ -150,4 +151,5 @@ def running_fleet(
     finally:
         for proc in procs.values():
             proc.stop()
-        delete_prefix(redis_url, prefix)
+        if clean:
+            delete_prefix(redis_url, prefix)
