@@ -223,7 +223,8 @@ class Service:
         are claimed every ``reclaim_every_s``.
         """
         slots = asyncio.Semaphore(concurrency)
-        backoff = Backoff()
+        # Capped at a second: after a Redis failover, work is picked up again within a second of the promotion.
+        backoff = Backoff(cap=1.0)
         last_reclaim = 0.0
         while True:
             try:

@@ -1,0 +1,127 @@
+"""Time to recover when Redis loses its primary: the Sentinel failover test's scenario, measured several times.
+
+    .venv/bin/python bench/failover.py [--runs 5] [--down-after-ms 1000]
+
+A primary, a replica and a Sentinel run on free loopback ports; the fleet (gateway, orchestrator, tools, TTS)
+reaches Redis through the Sentinel. Each run: a user takes a note on an open session, the primary is
+SIGKILLed, and the user asks for their notes again and again (as a person would after "the message bus is
+unreachable") until the fleet answers. Measured from the kill: the replica promoted (the Sentinel names it
+and it says it is the primary), and the next turn answered (``reply_done`` and its audio at the client). Then
+the old primary comes back as a replica of the new one, for the next run. Prints a table (seconds) and
+writes bench/results/failover.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from fleet import mint_token, running_fleet  # noqa: E402
+from sentinel import MASTER, redis_with_sentinel  # noqa: E402
+
+from audio_client.headless import HeadlessClient  # noqa: E402
+from audio_client.protocol import StartOptions  # noqa: E402
+from bench.common import summary, table, write  # noqa: E402
+from voicefleet.messages import new_id  # noqa: E402
+
+WORKERS = {"llm": "llm_orchestrator", "tts": "tts_worker", "tools": "tools_worker"}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def one_failover(client: HeadlessClient, trio: Any, run: int) -> dict[str, float]:
+    note = await client.ask(f"Take a note: failover number {run}.", timeout_s=60)
+    assert note.ok, note
+    await asyncio.to_thread(trio.wait_until_replicated)
+    killed = time.monotonic()
+    print(f"  killing the primary at {time.strftime('%H:%M:%S')}.{int(time.time() % 1 * 1000):03d}", flush=True)
+    trio.kill_primary()
+    promoted = await asyncio.to_thread(trio.wait_for_promotion)
+    tries = 0
+    while True:
+        tries += 1
+        result = await client.ask("What notes do I have?", timeout_s=10)
+        if result.ok and f"number {run}" in result.reply.lower():
+            break
+        print(f"  try {tries}: {'timed out' if result.timed_out else 'answered'} {result.errors or ''} "
+              f"{result.reply[:80]!r}", flush=True)
+        if time.monotonic() - killed > 60:
+            raise TimeoutError(f"no answer 60 s after the kill: {result}")
+    answered = time.monotonic() - killed
+    return {"promoted_s": promoted, "answered_s": answered, "tries": tries}
+
+
+def revive_old_primary(trio: Any, folder: Path) -> None:
+    """Start the killed primary again on its port; the Sentinel makes it a replica of the new primary."""
+    old_port, new_port = trio.primary, trio.replica
+    trio.procs["primary"] = subprocess.Popen(
+        ["redis-server", "--port", str(old_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--repl-diskless-sync-delay", "0", "--dir", str(folder / "primary")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    trio.procs["primary"], trio.procs["replica"] = trio.procs["replica"], trio.procs["primary"]
+    trio.primary, trio.replica = new_port, old_port
+
+
+async def main_async(args: argparse.Namespace) -> list[dict[str, float]]:
+    rows: list[dict[str, float]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(args.logs or tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "redis").mkdir()
+        with redis_with_sentinel(folder / "redis", down_after_ms=args.down_after_ms) as trio:
+            env = dict(
+                VF_REDIS_SENTINELS=trio.sentinels, VF_REDIS_SENTINEL_MASTER=MASTER, VF_REDIS_WAIT_REPLICAS="1",
+                VF_TOOLS_DATA_DIR=str(folder / "tools-data"), VF_TOOLS_SEARCH_DIRS="", VF_TOOLS_WEB_PROVIDER="off",
+                VF_LLM_BACKENDS="openai", VF_LLM_OPENAI_BASE_URL=f"http://127.0.0.1:{_free_port()}/v1",
+            )
+            url = f"redis://127.0.0.1:{trio.primary}/0"
+            with running_fleet(url, _free_port(), f"vfbench-{new_id()[:8]}", folder, WORKERS, clean=False,
+                               **env) as fleet:
+                options = StartOptions(wake_word="")
+                async with HeadlessClient(fleet.ws, mint_token(fleet.secret, "ada"), options) as client:
+                    for run in range(1, args.runs + 1):
+                        row = await one_failover(client, trio, run)
+                        print(f"run {run}: promoted {row['promoted_s']:.2f} s, answered {row['answered_s']:.2f} s "
+                              f"({row['tries']} tries)", flush=True)
+                        rows.append(row)
+                        revive_old_primary(trio, folder / "redis")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5, help="failovers, one after the other (default 5)")
+    parser.add_argument("--down-after-ms", type=int, default=1000,
+                        help="the Sentinel's down-after-milliseconds (default 1000; its own default is 30000)")
+    parser.add_argument("--logs", help="keep the processes' logs in this folder (default: a temporary one)")
+    args = parser.parse_args()
+    rows = asyncio.run(main_async(args))
+    promoted = summary([r["promoted_s"] for r in rows])
+    answered = summary([r["answered_s"] for r in rows])
+    print(f"\nRedis primary killed; seconds after the kill (down-after-milliseconds {args.down_after_ms})\n")
+    print(table([{"what": "replica promoted", **promoted}, {"what": "next turn answered", **answered}],
+                ["what", "n", "p50", "p90", "mean"]))
+    path = write("failover", {"unit": "s", "down_after_ms": args.down_after_ms, "runs": rows,
+                              "promoted": promoted, "answered": answered})
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()
