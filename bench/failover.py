@@ -79,29 +79,25 @@ def revive_old_primary(trio: Any, folder: Path) -> None:
     trio.primary, trio.replica = new_port, old_port
 
 
-async def main_async(args: argparse.Namespace) -> list[dict[str, float]]:
+async def main_async(args: argparse.Namespace, folder: Path) -> list[dict[str, float]]:
     rows: list[dict[str, float]] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(args.logs or tmp)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "redis").mkdir()
-        with redis_with_sentinel(folder / "redis", down_after_ms=args.down_after_ms) as trio:
-            env = dict(
-                VF_REDIS_SENTINELS=trio.sentinels, VF_REDIS_SENTINEL_MASTER=MASTER, VF_REDIS_WAIT_REPLICAS="1",
-                VF_TOOLS_DATA_DIR=str(folder / "tools-data"), VF_TOOLS_SEARCH_DIRS="", VF_TOOLS_WEB_PROVIDER="off",
-                VF_LLM_BACKENDS="openai", VF_LLM_OPENAI_BASE_URL=f"http://127.0.0.1:{_free_port()}/v1",
-            )
-            url = f"redis://127.0.0.1:{trio.primary}/0"
-            with running_fleet(url, _free_port(), f"vfbench-{new_id()[:8]}", folder, WORKERS, clean=False,
-                               **env) as fleet:
-                options = StartOptions(wake_word="")
-                async with HeadlessClient(fleet.ws, mint_token(fleet.secret, "ada"), options) as client:
-                    for run in range(1, args.runs + 1):
-                        row = await one_failover(client, trio, run)
-                        print(f"run {run}: promoted {row['promoted_s']:.2f} s, answered {row['answered_s']:.2f} s "
-                              f"({row['tries']} tries)", flush=True)
-                        rows.append(row)
-                        revive_old_primary(trio, folder / "redis")
+    with redis_with_sentinel(folder / "redis", down_after_ms=args.down_after_ms) as trio:
+        env = dict(
+            VF_REDIS_SENTINELS=trio.sentinels, VF_REDIS_SENTINEL_MASTER=MASTER, VF_REDIS_WAIT_REPLICAS="1",
+            VF_TOOLS_DATA_DIR=str(folder / "tools-data"), VF_TOOLS_SEARCH_DIRS="", VF_TOOLS_WEB_PROVIDER="off",
+            VF_LLM_BACKENDS="openai", VF_LLM_OPENAI_BASE_URL=f"http://127.0.0.1:{_free_port()}/v1",
+        )
+        url = f"redis://127.0.0.1:{trio.primary}/0"
+        with running_fleet(url, _free_port(), f"vfbench-{new_id()[:8]}", folder, WORKERS, clean=False,
+                           **env) as fleet:
+            options = StartOptions(wake_word="")
+            async with HeadlessClient(fleet.ws, mint_token(fleet.secret, "ada"), options) as client:
+                for run in range(1, args.runs + 1):
+                    row = await one_failover(client, trio, run)
+                    print(f"run {run}: promoted {row['promoted_s']:.2f} s, answered {row['answered_s']:.2f} s "
+                          f"({row['tries']} tries)", flush=True)
+                    rows.append(row)
+                    revive_old_primary(trio, folder / "redis")
     return rows
 
 
@@ -112,7 +108,10 @@ def main() -> None:
                         help="the Sentinel's down-after-milliseconds (default 1000; its own default is 30000)")
     parser.add_argument("--logs", help="keep the processes' logs in this folder (default: a temporary one)")
     args = parser.parse_args()
-    rows = asyncio.run(main_async(args))
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(args.logs or tmp)
+        (folder / "redis").mkdir(parents=True)
+        rows = asyncio.run(main_async(args, folder))
     promoted = summary([r["promoted_s"] for r in rows])
     answered = summary([r["answered_s"] for r in rows])
     print(f"\nRedis primary killed; seconds after the kill (down-after-milliseconds {args.down_after_ms})\n")
