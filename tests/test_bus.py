@@ -212,3 +212,17 @@ async def test_health_probe_reads_the_health_keys(bus: Bus, bus_settings: BusSet
     down = bus_settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
     assert (await check(down, "echo", liveness=True, any_host=False))[0] is True  # Redis down: not this process
     assert (await check(down, "echo", liveness=False, any_host=False))[0] is False
+
+
+def test_sentinel_addresses_are_parsed_and_checked() -> None:
+    import pydantic
+
+    settings = BusSettings(redis_sentinels="10.0.0.1:26380, sentinel-2")
+    assert settings.sentinel_addresses == [("10.0.0.1", 26380), ("sentinel-2", 26379)]
+    assert BusSettings().sentinel_addresses == []
+    try:
+        BusSettings(redis_sentinels="host:port")
+    except pydantic.ValidationError as exc:
+        assert "is not host:port" in str(exc)
+    else:
+        raise AssertionError("a bad address was accepted")
