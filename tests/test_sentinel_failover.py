@@ -1,9 +1,10 @@
 """Redis loses its primary in the middle of a conversation, and the fleet goes on.
 
 A primary, a replica and a Sentinel (Debian's redis-server and redis-sentinel) run on loopback ports of their
-own; the gateway, the orchestrator, the tools and TTS reach Redis through the Sentinel. A user takes a note
-and sets a timer, the primary is killed (SIGKILL), the Sentinel promotes the replica, and the user's next
-typed turn, on the same connection, is answered with the note and the timer still there.
+own; the gateway, the orchestrator, the tools and TTS reach Redis through the Sentinel. A user takes a note,
+says something to remember and sets a timer; the primary is killed (SIGKILL), the Sentinel promotes the
+replica, and the user's next typed turn, on the same connection, is answered with the note, the memory and
+the timer (held in Redis) still there.
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ async def test_the_fleet_survives_losing_its_redis_primary(tmp_path: Path) -> No
             async with HeadlessClient(fleet.ws, mint_token(fleet.secret, "ada"), options) as client:
                 note = await client.ask("Take a note: call the plumber on Monday.", timeout_s=60)
                 assert "notes.add" in tool_names(note), note
+                memory = await client.ask("Keep in mind that I prefer metric units.", timeout_s=60)
+                assert "memory.remember" in tool_names(memory), memory
                 timer = await client.ask("Set a timer for twenty minutes for the laundry.", timeout_s=60)
                 assert "timer.set" in tool_names(timer), timer
 
@@ -76,6 +79,8 @@ async def test_the_fleet_survives_losing_its_redis_primary(tmp_path: Path) -> No
                 recovered_s = time.monotonic() - killed
                 assert "plumber" in notes.reply.lower(), notes.reply
 
+                memories = await client.ask("What do you remember about me?", timeout_s=60)
+                assert "memory.list" in tool_names(memories) and "metric" in memories.reply.lower(), memories
                 timers = await client.ask("What timers are running?", timeout_s=60)
                 assert "timer.list" in tool_names(timers) and "laundry" in timers.reply.lower(), timers
         for name in WORKERS:
