@@ -155,7 +155,8 @@ class Service:
         for task in self._loops:
             task.cancel()
         if self._loops:
-            await asyncio.wait(self._loops, timeout=5.0)
+            # Short: a loop whose cancel redis-py swallowed (see shutdown) is cancelled again there.
+            await asyncio.wait(self._loops, timeout=1.0)
         pending = set(self._in_flight)
         if not pending or self.settings.bus.drain_s <= 0:
             return
