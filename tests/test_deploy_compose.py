@@ -13,7 +13,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from deploy_support import SCHEMAS, WORKERS, setting_names
+from deploy_support import SCHEMAS, WORKERS, health_name, setting_names
 from fleet import ROOT
 
 BASE = "docker-compose.yml"
@@ -71,7 +71,7 @@ def test_every_service_is_checked_restarted_and_bounded() -> None:
         assert service.get("restart") == "unless-stopped", name
         assert service.get("healthcheck", {}).get("test"), f"{name} has no health check"
     for kind in WORKERS:
-        assert services[kind]["healthcheck"]["test"] == ["CMD", "vf-health", kind]
+        assert services[kind]["healthcheck"]["test"] == ["CMD", "vf-health", health_name(kind)]
     redis = " ".join(services["redis"]["command"])
     assert "--appendonly yes" in redis and "--maxmemory " in redis and "volatile-lru" in redis
     assert any(v.endswith(":/data") for v in services["redis"]["volumes"])

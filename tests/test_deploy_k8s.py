@@ -18,6 +18,8 @@ import yaml
 from deploy_support import SCHEMAS, WORKERS, consumer_group, health_name, setting_names
 from fleet import ROOT
 
+from voicefleet import metrics
+
 K8S = ROOT / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.31"
 CLUSTER_SCOPED = {"Namespace"}
@@ -171,7 +173,8 @@ def test_workers_scale_on_their_consumer_groups_and_stt_on_live_sessions() -> No
             assert trigger["metadata"]["consumerGroup"] == consumer_group(kind)
         assert {"pendingEntriesCount", "lagCount"} <= {k for t in triggers for k in t["metadata"]}
     stt = find(BASE, "ScaledObject", "stt")["spec"]["triggers"]
-    assert stt[0]["type"] == "prometheus" and "vf_ws_connections" in stt[0]["metadata"]["query"]
+    # The gauge the gateways export (voicefleet/metrics.py).
+    assert stt[0]["type"] == "prometheus" and f"{metrics.CONNECTIONS._name}{{" in stt[0]["metadata"]["query"]
 
 
 def test_config_sets_only_settings_that_exist() -> None:
