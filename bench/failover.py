@@ -45,15 +45,26 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def one_failover(client: HeadlessClient, trio: Any, run: int) -> dict[str, float]:
+async def one_failover(client: HeadlessClient, trio: Any, run: int, mid_turn_s: float | None) -> dict[str, float]:
     note = await client.ask(f"Take a note: failover number {run}.", timeout_s=60)
     assert note.ok, note
     await asyncio.to_thread(trio.wait_until_replicated)
+    pending: asyncio.Task[Any] | None = None
+    if mid_turn_s is not None:  # a turn in flight when the primary dies
+        pending = asyncio.create_task(client.ask("What notes do I have?", timeout_s=30))
+        await asyncio.sleep(mid_turn_s)
     killed = time.monotonic()
     print(f"  killing the primary at {time.strftime('%H:%M:%S')}.{int(time.time() % 1 * 1000):03d}", flush=True)
     trio.kill_primary()
     promoted = await asyncio.to_thread(trio.wait_for_promotion)
     tries = 0
+    if pending is not None:
+        result = await pending
+        tries += 1
+        if result.ok and f"number {run}" in result.reply.lower():
+            return {"promoted_s": promoted, "answered_s": time.monotonic() - killed, "tries": tries}
+        print(f"  the turn in flight: {'timed out' if result.timed_out else 'ended'} {result.errors or ''} "
+              f"{result.reply[:80]!r}", flush=True)
     while True:
         tries += 1
         result = await client.ask("What notes do I have?", timeout_s=10)
@@ -93,7 +104,7 @@ async def main_async(args: argparse.Namespace, folder: Path) -> list[dict[str, f
             options = StartOptions(wake_word="")
             async with HeadlessClient(fleet.ws, mint_token(fleet.secret, "ada"), options) as client:
                 for run in range(1, args.runs + 1):
-                    row = await one_failover(client, trio, run)
+                    row = await one_failover(client, trio, run, args.mid_turn_s)
                     print(f"run {run}: promoted {row['promoted_s']:.2f} s, answered {row['answered_s']:.2f} s "
                           f"({row['tries']} tries)", flush=True)
                     rows.append(row)
@@ -106,6 +117,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="failovers, one after the other (default 5)")
     parser.add_argument("--down-after-ms", type=int, default=1000,
                         help="the Sentinel's down-after-milliseconds (default 1000; its own default is 30000)")
+    parser.add_argument("--mid-turn-s", type=float, default=None,
+                        help="kill the primary this long after a question was sent (a turn in flight), "
+                        "instead of between turns")
     parser.add_argument("--logs", help="keep the processes' logs in this folder (default: a temporary one)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -117,7 +131,8 @@ def main() -> None:
     print(f"\nRedis primary killed; seconds after the kill (down-after-milliseconds {args.down_after_ms})\n")
     print(table([{"what": "replica promoted", **promoted}, {"what": "next turn answered", **answered}],
                 ["what", "n", "p50", "p90", "mean"]))
-    path = write("failover", {"unit": "s", "down_after_ms": args.down_after_ms, "runs": rows,
+    name = "failover" if args.mid_turn_s is None else "failover-mid-turn"
+    path = write(name, {"unit": "s", "down_after_ms": args.down_after_ms, "mid_turn_s": args.mid_turn_s, "runs": rows,
                               "promoted": promoted, "answered": answered})
     print(f"\nwrote {path}")
 

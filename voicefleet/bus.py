@@ -13,7 +13,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,8 +136,30 @@ class Bus:
         return bytes(result)
 
     async def emit(self, msg: Message) -> bytes:
-        """Send an event (or reply audio) to the client of ``msg.session_id``."""
-        return await self.add(self.keys.out(msg.session_id), msg, maxlen=OUT_MAXLEN)
+        """Send an event (or reply audio) to the client of ``msg.session_id``.
+
+        Rides out a short outage (see :meth:`_through_outage`): a reply cut in
+        the middle by a Redis failover goes on once the replica is promoted.
+        """
+        return await self._through_outage(lambda: self.add(self.keys.out(msg.session_id), msg, maxlen=OUT_MAXLEN))
+
+    async def _through_outage(self, write: Callable[[], Awaitable[bytes]]) -> bytes:
+        """Retry a write that carries work's results while Redis is unreachable, for ``redis_retry_s``.
+
+        A Sentinel failover leaves no primary for a few seconds; giving up at
+        once would drop a sentence's audio or a finished transcript that the
+        rest of the turn is waiting for. After ``redis_retry_s`` the error is
+        raised as before.
+        """
+        deadline = time.monotonic() + self.settings.redis_retry_s
+        backoff = Backoff(first=0.05, cap=0.5)
+        while True:
+            try:
+                return await write()
+            except REDIS_DOWN:
+                if time.monotonic() >= deadline:
+                    raise
+                await backoff.wait()
 
     async def emit_error(self, session_id: str, code: str, message: str, turn_id: str = "") -> None:
         if not session_id:
@@ -154,7 +176,7 @@ class Bus:
         acked work is history nobody reads again, and a stream that only grows
         ends in Redis running out of memory.
         """
-        return await self.add(stream, msg, maxlen=self.settings.work_stream_maxlen)
+        return await self._through_outage(lambda: self.add(stream, msg, maxlen=self.settings.work_stream_maxlen))
 
     # ------------------------------------------------------------------
     # streams: reading without a group (session streams)

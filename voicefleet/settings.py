@@ -34,6 +34,9 @@ class BusSettings(BaseSettings):
     redis_wait_timeout_ms: int = Field(
         500, ge=1, description="Longest wait for VF_REDIS_WAIT_REPLICAS; the result is reported anyway after it"
     )
+    redis_retry_s: float = Field(
+        5.0, ge=0, description="Events, reply audio and queued work are retried this long while Redis is unreachable"
+    )
     key_prefix: str = DEFAULT_PREFIX
     health_ttl_s: float = Field(5.0, gt=0, description="A worker silent this long is gone")
     log_level: str = "INFO"
