@@ -5,10 +5,11 @@
 A primary, a replica and a Sentinel run on free loopback ports; the fleet (gateway, orchestrator, tools, TTS)
 reaches Redis through the Sentinel. Each run: a user takes a note on an open session, the primary is
 SIGKILLed, and the user asks for their notes again and again (as a person would after "the message bus is
-unreachable") until the fleet answers. Measured from the kill: the replica promoted (the Sentinel names it
-and it says it is the primary), and the next turn answered (``reply_done`` and its audio at the client). Then
-the old primary comes back as a replica of the new one, for the next run. Prints a table (seconds) and
-writes bench/results/failover.json.
+unreachable") until the fleet answers; with --mid-turn-s the question is already on its way when the
+primary dies. Measured from the kill: the replica promoted (the Sentinel names it and it says it is the
+primary), the first reply audio at the client, and the whole reply heard (``audio_end``). Then the old
+primary comes back as a replica of the new one, for the next run. Prints a table (seconds) and writes
+bench/results/failover.json (failover-mid-turn.json).
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ async def one_failover(client: HeadlessClient, trio: Any, run: int, mid_turn_s: 
     assert note.ok, note
     await asyncio.to_thread(trio.wait_until_replicated)
     pending: asyncio.Task[Any] | None = None
+    sent = 0.0
     if mid_turn_s is not None:  # a turn in flight when the primary dies
+        sent = time.monotonic()
         pending = asyncio.create_task(client.ask("What notes do I have?", timeout_s=30))
         await asyncio.sleep(mid_turn_s)
     killed = time.monotonic()
@@ -62,20 +65,26 @@ async def one_failover(client: HeadlessClient, trio: Any, run: int, mid_turn_s: 
         result = await pending
         tries += 1
         if result.ok and f"number {run}" in result.reply.lower():
-            return {"promoted_s": promoted, "answered_s": time.monotonic() - killed, "tries": tries}
+            return _row(promoted, killed, sent, result, tries)
         print(f"  the turn in flight: {'timed out' if result.timed_out else 'ended'} {result.errors or ''} "
               f"{result.reply[:80]!r}", flush=True)
     while True:
         tries += 1
+        sent = time.monotonic()
         result = await client.ask("What notes do I have?", timeout_s=10)
         if result.ok and f"number {run}" in result.reply.lower():
-            break
+            return _row(promoted, killed, sent, result, tries)
         print(f"  try {tries}: {'timed out' if result.timed_out else 'answered'} {result.errors or ''} "
               f"{result.reply[:80]!r}", flush=True)
         if time.monotonic() - killed > 60:
             raise TimeoutError(f"no answer 60 s after the kill: {result}")
-    answered = time.monotonic() - killed
-    return {"promoted_s": promoted, "answered_s": answered, "tries": tries}
+
+
+def _row(promoted: float, killed: float, sent: float, result: Any, tries: int) -> dict[str, float]:
+    """Seconds after the kill: promoted, first reply audio at the client, the whole reply heard."""
+    first_audio = sent - killed + (result.first_audio_ms or 0.0) / 1000
+    return {"promoted_s": promoted, "first_audio_s": first_audio, "answered_s": time.monotonic() - killed,
+            "tries": tries}
 
 
 def revive_old_primary(trio: Any, folder: Path) -> None:
@@ -105,8 +114,8 @@ async def main_async(args: argparse.Namespace, folder: Path) -> list[dict[str, f
             async with HeadlessClient(fleet.ws, mint_token(fleet.secret, "ada"), options) as client:
                 for run in range(1, args.runs + 1):
                     row = await one_failover(client, trio, run, args.mid_turn_s)
-                    print(f"run {run}: promoted {row['promoted_s']:.2f} s, answered {row['answered_s']:.2f} s "
-                          f"({row['tries']} tries)", flush=True)
+                    print(f"run {run}: promoted {row['promoted_s']:.2f} s, first audio {row['first_audio_s']:.2f} s, "
+                          f"whole reply {row['answered_s']:.2f} s ({row['tries']} tries)", flush=True)
                     rows.append(row)
                     revive_old_primary(trio, folder / "redis")
     return rows
@@ -128,12 +137,13 @@ def main() -> None:
         rows = asyncio.run(main_async(args, folder))
     promoted = summary([r["promoted_s"] for r in rows])
     answered = summary([r["answered_s"] for r in rows])
+    first_audio = summary([r["first_audio_s"] for r in rows])
     print(f"\nRedis primary killed; seconds after the kill (down-after-milliseconds {args.down_after_ms})\n")
-    print(table([{"what": "replica promoted", **promoted}, {"what": "next turn answered", **answered}],
-                ["what", "n", "p50", "p90", "mean"]))
+    print(table([{"what": "replica promoted", **promoted}, {"what": "first reply audio at the client", **first_audio},
+                 {"what": "whole reply heard (audio_end)", **answered}], ["what", "n", "p50", "p90", "mean"]))
     name = "failover" if args.mid_turn_s is None else "failover-mid-turn"
     path = write(name, {"unit": "s", "down_after_ms": args.down_after_ms, "mid_turn_s": args.mid_turn_s, "runs": rows,
-                              "promoted": promoted, "answered": answered})
+                              "promoted": promoted, "first_audio": first_audio, "answered": answered})
     print(f"\nwrote {path}")
 
 
