@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         ws_max_size=max(settings.max_frame_bytes * 4, 1 << 20),
         ws_ping_interval=20,
         ws_ping_timeout=20,
+        # SIGTERM: WebSockets are closed with 1012 at once (clients resume on another gateway); the
+        # rest of the shutdown gets VF_DRAIN_S.
+        timeout_graceful_shutdown=settings.bus.drain_s,
     )
     return 0
 

@@ -27,7 +27,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from voicefleet import codec, metrics, tracing
 from voicefleet.audio import BUS_RATE
-from voicefleet.bus import AUDIO_MAXLEN, REDIS_DOWN, Bus
+from voicefleet.bus import AUDIO_MAXLEN, REDIS_DOWN, Backoff, Bus
 from voicefleet.messages import (
     CLIENT_MESSAGES,
     AudioChunk,
@@ -457,17 +457,26 @@ class Connection:
             await self._send_error("text_too_long",
                                    f"The text is over {self.settings.max_text_chars} characters; shorten it.")
             return
-        try:
-            # The root of the turn's trace: the TurnRequest carries this span's context to the orchestrator.
-            with tracing.span("gateway.text_turn", msg, kind=tracing.SpanKind.SERVER, chars=len(text)):
-                turn_id = await self.sessions.start_turn(self.session_id, reason="new_turn")
-                tracing.set_attributes(**{tracing.TURN: turn_id})
-                request = TurnRequest(session_id=self.session_id, turn_id=turn_id, user=self.user, text=text,
-                                      source="text").stamp("eot").stamp("transcript")
-                await self.bus.enqueue(self.keys.turns, request)
-        except REDIS_DOWN:
-            await self._send_error("bus_unavailable",
-                                   "The assistant's message bus is unreachable; your text was not sent. Try again.")
+        # Redis may be failing over to a replica (a few seconds): the text waits for it rather than being lost.
+        deadline = time.monotonic() + self.settings.bus_retry_s
+        backoff = Backoff(first=0.05, cap=0.5)
+        while True:
+            try:
+                # The root of the turn's trace: the TurnRequest carries this span's context to the orchestrator.
+                with tracing.span("gateway.text_turn", msg, kind=tracing.SpanKind.SERVER, chars=len(text)):
+                    turn_id = await self.sessions.start_turn(self.session_id, reason="new_turn")
+                    tracing.set_attributes(**{tracing.TURN: turn_id})
+                    request = TurnRequest(session_id=self.session_id, turn_id=turn_id, user=self.user, text=text,
+                                          source="text").stamp("eot").stamp("transcript")
+                    await self.bus.enqueue(self.keys.turns, request)
+                return
+            except REDIS_DOWN:
+                if time.monotonic() >= deadline:
+                    await self._send_error(
+                        "bus_unavailable",
+                        "The assistant's message bus is unreachable; your text was not sent. Try again.")
+                    return
+                await backoff.wait()
 
     async def _interrupt(self, reason: str) -> None:
         with contextlib.suppress(*REDIS_DOWN):

@@ -75,6 +75,9 @@ class GatewaySettings(ServiceSettings):
     )
 
     # --- fleet ---
+    bus_retry_s: float = Field(
+        5.0, ge=0, description="Typed text waits this long for Redis (a failover to a replica) before it is refused"
+    )
     required_services: str = Field("stt,llm,tts,tools", description="Services /v1/health waits for")
     default_wake_word: str = Field("", description="Wake word for new sessions ('' = always listening)")
     tts_max_concurrent: int = Field(4, gt=0, description="POST /v1/tts requests at once")

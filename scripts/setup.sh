@@ -5,7 +5,7 @@
 # files. Re-running it is cheap: each step is skipped when already done.
 #
 #   scripts/setup.sh            # the assistant
-#   scripts/setup.sh --dev      # ... plus what the tests need (Chromium)
+#   scripts/setup.sh --dev      # ... plus what the tests need (Chromium, redis-sentinel, docker-compose)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +30,8 @@ command -v sox >/dev/null || need+=(sox)
 if [ "$DEV" = 1 ]; then
   command -v chromium >/dev/null || need+=(chromium)
   command -v chromedriver >/dev/null || need+=(chromium-driver)
+  command -v redis-sentinel >/dev/null || need+=(redis-sentinel)    # the Sentinel failover test
+  command -v docker-compose >/dev/null || need+=(docker-compose)    # compose files checked by a real `config`
 fi
 if [ ${#need[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null; then

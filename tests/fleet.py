@@ -46,6 +46,15 @@ class Proc:
         self.kill(signal.SIGTERM)
         self.handle.close()
 
+    def stopped(self) -> None:
+        """Wait for a process already sent SIGTERM (10 s, then SIGKILL)."""
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+        self.handle.close()
+
 
 def wait_for_log(proc: Proc, text: str, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
@@ -138,9 +147,10 @@ def fleet_secret(prefix: str) -> str:
 
 @contextmanager
 def running_fleet(
-    redis_url: str, port: int, prefix: str, logs: Path, workers: dict[str, str], **env: str
+    redis_url: str, port: int, prefix: str, logs: Path, workers: dict[str, str], clean: bool = True, **env: str
 ) -> Iterator[RunningFleet]:
-    """``python -m gateway serve`` plus one process per worker (name -> module), ready; stopped and cleaned after."""
+    """``python -m gateway serve`` plus one process per worker (name -> module), ready; stopped and cleaned after
+    (``clean=False``: the test's Redis is its own, and may be gone by then)."""
     secret = fleet_secret(prefix)
     child = child_env(dict(os.environ))
     child.update(VF_REDIS_URL=redis_url, VF_KEY_PREFIX=prefix, VF_HEALTH_TTL_S="3", PYTHONUNBUFFERED="1",
@@ -153,6 +163,11 @@ def running_fleet(
         wait_for_health(f"http://127.0.0.1:{port}", {name: 1 for name in workers}, timeout=240)
         yield RunningFleet(port, prefix, secret, procs)
     finally:
+        # All at once: each process drains and stops on its own, no need to take turns.
         for proc in procs.values():
-            proc.stop()
-        delete_prefix(redis_url, prefix)
+            if proc.process.poll() is None:
+                proc.process.send_signal(signal.SIGTERM)
+        for proc in procs.values():
+            proc.stopped()
+        if clean:
+            delete_prefix(redis_url, prefix)

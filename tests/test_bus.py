@@ -143,7 +143,8 @@ class Hangs(Service):
 
 
 async def test_work_a_live_worker_hung_on_is_reclaimed(bus: Bus, bus_settings: BusSettings) -> None:
-    update = {"reclaim_idle_s": 0.5, "handler_max_s": 1.0}
+    # drain_s 0: the handler hangs by design, so a stop must not wait for it.
+    update = {"reclaim_idle_s": 0.5, "handler_max_s": 1.0, "drain_s": 0}
     service = Hangs(ServiceSettings(bus=bus_settings.model_copy(update=update)))
     runner = asyncio.create_task(service.run())
     try:
@@ -159,16 +160,86 @@ async def test_work_a_live_worker_hung_on_is_reclaimed(bus: Bus, bus_settings: B
 
 
 class Slow(Service):
-    """Takes longer than ``reclaim_idle_s`` over each entry, as a long reply does on a busy machine."""
+    """Takes a while over each entry, long enough to be stopped in the middle of one."""
 
     name = "slow"
+
+    def __init__(self, settings: ServiceSettings) -> None:
+        super().__init__(settings)
+        self.started = asyncio.Event()
+
+    def loops(self):  # type: ignore[no-untyped-def]
+        return [self.consume(self.keys.turns, "slow", self.handle)]
+
+    async def handle(self, msg: Message) -> None:
+        assert isinstance(msg, TurnRequest)
+        self.started.set()
+        await asyncio.sleep(1.0)
+        await self.bus.emit(ToolResult(session_id=msg.session_id, text=f"done: {msg.text}"))
+
+
+async def test_a_stopped_worker_finishes_the_work_it_holds(bus: Bus, bus_settings: BusSettings) -> None:
+    service = Slow(ServiceSettings(bus=bus_settings.model_copy(update={"drain_s": 10})))
+    runner = asyncio.create_task(service.run())
+    await bus.enqueue(bus.keys.turns, TurnRequest(session_id="s1", text="mid-turn"))
+    await asyncio.wait_for(service.started.wait(), 10)
+    await bus.enqueue(bus.keys.turns, TurnRequest(session_id="s1", text="queued"))
+    service.stop()  # what SIGTERM does
+    await asyncio.wait_for(runner, 10)
+    texts = [getattr(e.message, "text", "") for e in await bus.read(bus.keys.out("s1"), "0", block_ms=100)]
+    assert texts == ["done: mid-turn"]  # the entry in hand was finished, the queued one was not taken
+    groups = {g["name"]: g for g in await bus.redis.xinfo_groups(bus.keys.turns)}
+    assert groups[b"slow"]["pending"] == 0 and groups[b"slow"]["lag"] == 1  # acked; left for another worker
+
+
+async def test_health_probe_reads_the_health_keys(bus: Bus, bus_settings: BusSettings) -> None:
+    from voicefleet.health import check
+
+    healthy, reason = await check(bus_settings, "echo", liveness=True, any_host=False)
+    assert not healthy and "no health key" in reason
+    service = Echo(ServiceSettings(bus=bus_settings))
+    runner = asyncio.create_task(service.run())
+    try:
+        async with asyncio.timeout(10):
+            while not (await check(bus_settings, "echo", liveness=False, any_host=False))[0]:  # noqa: ASYNC110 (polls Redis state)
+                await asyncio.sleep(0.05)
+        service.draining = True
+        await service._beat()
+        assert (await check(bus_settings, "echo", liveness=False, any_host=False))[0] is False  # not ready
+        assert (await check(bus_settings, "echo", liveness=True, any_host=False))[0] is True  # alive
+    finally:
+        service.stop()
+        await asyncio.wait_for(runner, 10)
+    down = bus_settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
+    assert (await check(down, "echo", liveness=True, any_host=False))[0] is True  # Redis down: not this process
+    assert (await check(down, "echo", liveness=False, any_host=False))[0] is False
+
+
+def test_sentinel_addresses_are_parsed_and_checked() -> None:
+    import pydantic
+
+    settings = BusSettings(redis_sentinels="10.0.0.1:26380, sentinel-2")
+    assert settings.sentinel_addresses == [("10.0.0.1", 26380), ("sentinel-2", 26379)]
+    assert BusSettings().sentinel_addresses == []
+    try:
+        BusSettings(redis_sentinels="host:port")
+    except pydantic.ValidationError as exc:
+        assert "is not host:port" in str(exc)
+    else:
+        raise AssertionError("a bad address was accepted")
+
+
+class Long(Service):
+    """Takes longer than ``reclaim_idle_s`` over each entry, as a long reply does on a busy machine."""
+
+    name = "long"
 
     def __init__(self, settings: ServiceSettings) -> None:
         super().__init__(settings)
         self.handled: list[str] = []
 
     def loops(self):  # type: ignore[no-untyped-def]
-        return [self.consume(self.keys.turns, "slow", self.handle, concurrency=2, reclaim_every_s=0.2)]
+        return [self.consume(self.keys.turns, "long", self.handle, concurrency=2, reclaim_every_s=0.2)]
 
     async def handle(self, msg: Message) -> None:
         assert isinstance(msg, TurnRequest)
@@ -179,7 +250,7 @@ class Slow(Service):
 
 async def test_slow_work_on_a_live_worker_is_not_taken_for_hung(bus: Bus, bus_settings: BusSettings) -> None:
     # Found under load: a 60 s reply was reclaimed from its own live worker and answered twice.
-    service = Slow(ServiceSettings(bus=bus_settings.model_copy(update={"reclaim_idle_s": 0.5})))
+    service = Long(ServiceSettings(bus=bus_settings.model_copy(update={"reclaim_idle_s": 0.5})))
     runner = asyncio.create_task(service.run())
     try:
         await bus.enqueue(bus.keys.turns, TurnRequest(session_id="s2", text="long"))

@@ -10,6 +10,7 @@ answer instead of the effect.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Coroutine
 from typing import Any
@@ -150,6 +151,10 @@ class ToolsService(Service):
             log.exception("%s failed", msg.name, extra=extra)
             result = failure(msg, "Sorry, something went wrong with that tool.", "internal")
         tracing.set_attributes(ok=result.ok)
+        # Notes and memories live in SQLite; timers and the rest in Redis: with VF_REDIS_WAIT_REPLICAS, a replica
+        # holds them before the user hears "done", so a failover of the primary cannot lose them.
+        with contextlib.suppress(*REDIS_DOWN):
+            await self.bus.replicated()
         await self._reply(msg.call_id, result)
         self.answered += 1
         log.info("%s -> %s", msg.name, "ok" if result.ok else "refused", extra=extra)

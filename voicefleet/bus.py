@@ -13,11 +13,13 @@ import logging
 import os
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.connection import parse_url
+from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -72,15 +74,39 @@ class Bus:
     def __init__(self, settings: BusSettings) -> None:
         self.settings = settings
         self.keys: Keys = settings.keys
-        self.redis: aioredis.Redis = aioredis.Redis.from_url(
-            settings.redis_url,
-            decode_responses=False,
-            socket_connect_timeout=2.0,
-            health_check_interval=10,
-        )
+        self.redis: aioredis.Redis = connect(settings)
+
+    @property
+    def where(self) -> str:
+        """Where Redis is, for log lines (never the password)."""
+        if self.settings.redis_sentinels:
+            return f"Sentinel {self.settings.redis_sentinels} (primary {self.settings.redis_sentinel_master!r})"
+        url = parse_url(self.settings.redis_url)
+        return f"{url.get('host', url.get('path', '?'))}:{url.get('port', '')}"
 
     async def close(self) -> None:
         await self.redis.aclose()
+
+    async def replicated(self) -> None:
+        """With ``VF_REDIS_WAIT_REPLICAS``, wait until that many replicas hold every write made so far.
+
+        Redis replicates asynchronously: a primary that dies loses what its
+        replicas had not received yet. Call this before telling anyone that a
+        write is done. WAIT counts the writes of its own connection, so a small
+        write on the same connection comes first: every write the primary
+        executed before it is then covered. After the timeout the caller goes
+        on (a fleet without a replica still answers) and a warning is logged.
+        """
+        want = self.settings.redis_wait_replicas
+        if not want:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(self.keys.replication_mark, b"1", px=60_000)
+        pipe.wait(want, self.settings.redis_wait_timeout_ms)
+        got = (await pipe.execute())[-1]
+        if int(got) < want:
+            log.warning("only %s of %d replicas confirmed the writes within %d ms",
+                        got, want, self.settings.redis_wait_timeout_ms)
 
     async def wait_until_up(self, give_up_after: float | None = None) -> None:
         """Ping until Redis answers, with backoff; log once while waiting."""
@@ -91,13 +117,13 @@ class Bus:
             try:
                 await self.redis.ping()
                 if warned:
-                    log.info("Redis is reachable again at %s", self.settings.redis_url)
+                    log.info("Redis is reachable again at %s", self.where)
                 return
             except REDIS_DOWN as exc:
                 if give_up_after is not None and time.monotonic() - started > give_up_after:
                     raise
                 if not warned:
-                    log.warning("Redis not reachable at %s (%s); retrying", self.settings.redis_url, exc)
+                    log.warning("Redis not reachable at %s (%s); retrying", self.where, exc)
                     warned = True
                 await backoff.wait()
 
@@ -111,8 +137,30 @@ class Bus:
         return bytes(result)
 
     async def emit(self, msg: Message) -> bytes:
-        """Send an event (or reply audio) to the client of ``msg.session_id``."""
-        return await self.add(self.keys.out(msg.session_id), msg, maxlen=OUT_MAXLEN)
+        """Send an event (or reply audio) to the client of ``msg.session_id``.
+
+        Rides out a short outage (see :meth:`_through_outage`): a reply cut in
+        the middle by a Redis failover goes on once the replica is promoted.
+        """
+        return await self._through_outage(lambda: self.add(self.keys.out(msg.session_id), msg, maxlen=OUT_MAXLEN))
+
+    async def _through_outage(self, write: Callable[[], Awaitable[bytes]]) -> bytes:
+        """Retry a write that carries work's results while Redis is unreachable, for ``redis_retry_s``.
+
+        A Sentinel failover leaves no primary for a few seconds; giving up at
+        once would drop a sentence's audio or a finished transcript that the
+        rest of the turn is waiting for. After ``redis_retry_s`` the error is
+        raised as before.
+        """
+        deadline = time.monotonic() + self.settings.redis_retry_s
+        backoff = Backoff(first=0.05, cap=0.5)
+        while True:
+            try:
+                return await write()
+            except REDIS_DOWN:
+                if time.monotonic() >= deadline:
+                    raise
+                await backoff.wait()
 
     async def emit_error(self, session_id: str, code: str, message: str, turn_id: str = "") -> None:
         if not session_id:
@@ -129,7 +177,7 @@ class Bus:
         acked work is history nobody reads again, and a stream that only grows
         ends in Redis running out of memory.
         """
-        return await self.add(stream, msg, maxlen=self.settings.work_stream_maxlen)
+        return await self._through_outage(lambda: self.add(stream, msg, maxlen=self.settings.work_stream_maxlen))
 
     # ------------------------------------------------------------------
     # streams: reading without a group (session streams)
@@ -389,6 +437,31 @@ class Bus:
     async def alive_instances(self, service: str) -> set[str]:
         pattern = self.keys.health(service, "*")
         return {_text(k).rsplit(":", 1)[-1] async for k in self.redis.scan_iter(match=pattern, count=200)}
+
+
+def connect(settings: BusSettings) -> aioredis.Redis:
+    """A client for ``VF_REDIS_URL``, or for the primary that the Sentinels name (``VF_REDIS_SENTINELS``).
+
+    Through Sentinel every new connection asks a Sentinel where the primary is
+    now, and a connection to a primary that was demoted is dropped (READONLY);
+    either way the caller sees a connection error, retries with backoff, and
+    lands on the new primary once it is promoted.
+    """
+    options: dict[str, Any] = {"decode_responses": False, "socket_connect_timeout": 2.0, "health_check_interval": 10}
+    if not settings.redis_sentinels:
+        return aioredis.Redis.from_url(settings.redis_url, **options)
+    url = parse_url(settings.redis_url)
+    for name in ("db", "username", "password"):
+        if name in url:
+            options[name] = url[name]
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves Sentinel's __init__ unannotated
+        settings.sentinel_addresses,
+        sentinel_kwargs={"socket_connect_timeout": 1.0, "socket_timeout": 1.0},
+    )
+    client: aioredis.Redis = sentinel.master_for(
+        settings.redis_sentinel_master, redis_class=aioredis.Redis, **options
+    )
+    return client
 
 
 def _text(value: bytes | str) -> str:

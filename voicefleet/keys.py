@@ -141,6 +141,11 @@ class Keys:
         return f"{self.prefix}:health:{service}:{instance}"
 
     @property
+    def replication_mark(self) -> str:
+        """Scratch key written just before WAIT, so that WAIT covers every earlier write (expires in a minute)."""
+        return f"{self.prefix}:replication-mark"
+
+    @property
     def health_pattern(self) -> str:
         return f"{self.prefix}:health:*"
 

@@ -4,7 +4,9 @@ A :class:`Service` connects to Redis (retrying with backoff), loads its models
 in :meth:`Service.setup` *before* it reports ready, refreshes a health key with
 a TTL, listens to the fleet's cancels once per process (handing each to
 :meth:`Service.on_cancel`), runs its loops, survives Redis restarts and bad
-messages, and stops cleanly on SIGTERM or SIGINT. A process with a server of
+messages, and stops cleanly on SIGTERM or SIGINT: it stops taking work, gives
+the work in progress ``drain_s`` to finish (still beating, so nobody takes it
+over), then leaves what is left to other workers. A process with a server of
 its own (the gateway under uvicorn) calls :meth:`Service.start` and
 :meth:`Service.shutdown` itself instead of :meth:`Service.run`.
 """
@@ -41,12 +43,17 @@ class Service:
         self.keys = self.bus.keys
         self.instance = instance_name(self.name)
         self.ready = False
+        self.draining = False
         self.started_at = time.time()
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._workers: list[asyncio.Task[Any]] = []
         #: (stream, group) -> entry id -> when a handler here started on it.
         self._working: dict[tuple[str, str], dict[bytes, float]] = {}
+        #: The service's own loops (stopped first on shutdown), apart from the heartbeat and cancels.
+        self._loops: list[asyncio.Task[Any]] = []
+        #: Work items being handled now (waited for on shutdown, up to ``drain_s``).
+        self._in_flight: set[asyncio.Task[Any]] = set()
 
     # ---- to override -------------------------------------------------
     async def setup(self) -> None:
@@ -107,7 +114,8 @@ class Service:
         self._workers = [asyncio.create_task(self._heartbeat(), name="heartbeat")]
         if type(self).on_cancel is not Service.on_cancel:
             self._workers.append(asyncio.create_task(self._dispatch_cancels(), name="cancels"))
-        self._workers += [asyncio.create_task(coro) for coro in self.loops()]
+        self._loops = [asyncio.create_task(coro) for coro in self.loops()]
+        self._workers += self._loops
         log.info(
             "Ready: %s as %s (pid %d)",
             self.name,
@@ -118,8 +126,9 @@ class Service:
         return list(self._workers)
 
     async def shutdown(self) -> None:
-        """Stop the loops and owned tasks, tear down, and leave the fleet (health key, connection)."""
+        """Drain, stop the loops and owned tasks, tear down, and leave the fleet (health key, connection)."""
         log.info("stopping %s", self.instance)
+        await self._drain()
         tasks = [*self._workers, *self._tasks]
         for task in tasks:
             task.cancel()
@@ -135,6 +144,34 @@ class Service:
         await self.bus.close()
         await tracing.flush()
         log.info("stopped %s", self.instance)
+
+    async def _drain(self) -> None:
+        """Stop taking work, then give the work in progress ``drain_s`` to finish.
+
+        The heartbeat and the cancel subscription go on meanwhile: the health
+        key keeps other workers from claiming these entries, and a barge-in
+        still stops a turn that is draining. What is not done in time is
+        cancelled by the caller and stays pending, for another worker to claim
+        as soon as this one's health key is gone.
+        """
+        self.draining = True
+        for task in self._loops:
+            task.cancel()
+        if self._loops:
+            # Short: a loop whose cancel redis-py swallowed (see shutdown) is cancelled again there.
+            await asyncio.wait(self._loops, timeout=1.0)
+        pending = set(self._in_flight)
+        if not pending or self.settings.bus.drain_s <= 0:
+            return
+        started = time.monotonic()
+        log.info("draining: %d item(s) in progress, up to %.0f s", len(pending), self.settings.bus.drain_s)
+        with contextlib.suppress(*REDIS_DOWN):
+            await self._beat()
+        _, left = await asyncio.wait(pending, timeout=self.settings.bus.drain_s)
+        log.info(
+            "drained: %d finished, %d left to other workers", len(pending) - len(left), len(left),
+            extra={"ms": round((time.monotonic() - started) * 1000)},
+        )
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str = "") -> asyncio.Task[Any]:
         """Start a task owned by the service: cancelled and awaited on stop."""
@@ -166,7 +203,10 @@ class Service:
                 log.exception("handling a cancel failed", extra={"session": cancel.session_id, "turn": cancel.turn_id})
 
     async def _beat(self) -> None:
-        status = {"pid": os.getpid(), "ready": self.ready, "started": self.started_at, **self.status()}
+        status = {
+            "pid": os.getpid(), "ready": self.ready, "draining": self.draining, "started": self.started_at,
+            **self.status(),
+        }
         await self.bus.beat(self.name, self.instance, status)
 
     # ---- consumer-group loop -------------------------------------------
@@ -193,7 +233,8 @@ class Service:
         """
         slots = asyncio.Semaphore(concurrency)
         working = self._working.setdefault((stream, group), {})
-        backoff = Backoff()
+        # Capped at a second: after a Redis failover, work is picked up again within a second of the promotion.
+        backoff = Backoff(cap=1.0)
         last_reclaim = 0.0
         while True:
             try:
@@ -225,8 +266,10 @@ class Service:
                     backoff.reset()
                     for entry in entries:
                         await slots.acquire()
-                        self.spawn(self._handle(stream, group, entry, handler, slots, drop_handled),
-                                   name=f"{group}-item")
+                        item = self.spawn(self._handle(stream, group, entry, handler, slots, drop_handled),
+                                          name=f"{group}-item")
+                        self._in_flight.add(item)
+                        item.add_done_callback(self._in_flight.discard)
             except REDIS_DOWN as exc:
                 _reraise_if_cancelled()
                 log.warning("%s: Redis unreachable (%s); retrying", stream, exc)

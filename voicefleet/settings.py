@@ -8,7 +8,7 @@ Settings are read once, in a service's ``__main__``, and passed down.
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .keys import DEFAULT_PREFIX, Keys
@@ -20,7 +20,24 @@ class BusSettings(BaseSettings):
     # populate_by_name: the field names work in code as well as the environment names (aliases) below.
     model_config = SettingsConfigDict(env_prefix="VF_", env_file=".env", extra="ignore", populate_by_name=True)
 
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="Redis to use; with VF_REDIS_SENTINELS only its database number, user and password count",
+    )
+    redis_sentinels: str = Field(
+        "",
+        description="Sentinel addresses host:port,host:port: ask them for the primary instead of VF_REDIS_URL's host",
+    )
+    redis_sentinel_master: str = Field("voicefleet", description="The primary's name in the Sentinel configuration")
+    redis_wait_replicas: int = Field(
+        0, ge=0, description="Replicas that must hold a tool's writes before its result is reported (WAIT); 0: off"
+    )
+    redis_wait_timeout_ms: int = Field(
+        500, ge=1, description="Longest wait for VF_REDIS_WAIT_REPLICAS; the result is reported anyway after it"
+    )
+    redis_retry_s: float = Field(
+        5.0, ge=0, description="Events, reply audio and queued work are retried this long while Redis is unreachable"
+    )
     key_prefix: str = DEFAULT_PREFIX
     health_ttl_s: float = Field(5.0, gt=0, description="A worker silent this long is gone")
     log_level: str = "INFO"
@@ -50,10 +67,34 @@ class BusSettings(BaseSettings):
     trace_sample_ratio: float = Field(
         1.0, ge=0.0, le=1.0, description="Share of turns traced (the first service of a turn decides for all)"
     )
+    drain_s: float = Field(
+        20.0, ge=0, description="On SIGTERM, work in progress gets this long to finish before it is left to others"
+    )
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinels_are_addresses(cls, value: str) -> str:
+        _parse_addresses(value)
+        return value
 
     @property
     def keys(self) -> Keys:
         return Keys(self.key_prefix)
+
+    @property
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        """``VF_REDIS_SENTINELS`` as (host, port) pairs (port 26379 when left out)."""
+        return _parse_addresses(self.redis_sentinels)
+
+
+def _parse_addresses(value: str) -> list[tuple[str, int]]:
+    out: list[tuple[str, int]] = []
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        host, _, port = item.rpartition(":") if ":" in item else (item, "", "26379")
+        if not host or not port.isdigit():
+            raise ValueError(f"{item!r} is not host:port")
+        out.append((host.strip("[]"), int(port)))
+    return out
 
 
 class ServiceSettings(BaseSettings):
