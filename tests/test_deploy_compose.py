@@ -14,6 +14,9 @@ import jsonschema
 import pytest
 import yaml
 from deploy_support import SCHEMAS, WORKERS, health_name, setting_names
+
+#: Optional protocol adapters in compose (service -> its health key name); not in the Kubernetes base.
+ADAPTERS = {"wyoming": "wyoming"}
 from fleet import ROOT
 
 BASE = "docker-compose.yml"
@@ -60,18 +63,20 @@ def test_docker_compose_config_accepts_the_stack(files: list[str], tmp_path: Pat
             assert devices[0]["capabilities"] == ["gpu"]
     if OVERRIDES[1] in files:
         for name, service in merged["services"].items():
-            if name in WORKERS or name == "gateway":
+            if name in WORKERS or name in ADAPTERS or name == "gateway":
                 assert service["environment"]["VF_REDIS_SENTINELS"], name
 
 
 def test_every_service_is_checked_restarted_and_bounded() -> None:
     services = load(BASE)["services"]
-    assert set(services) == {"redis", "gateway", *WORKERS}
+    assert set(services) == {"redis", "gateway", *WORKERS, *ADAPTERS}
     for name, service in services.items():
         assert service.get("restart") == "unless-stopped", name
         assert service.get("healthcheck", {}).get("test"), f"{name} has no health check"
     for kind in WORKERS:
         assert services[kind]["healthcheck"]["test"] == ["CMD", "vf-health", health_name(kind)]
+    for name, health in ADAPTERS.items():
+        assert services[name]["healthcheck"]["test"] == ["CMD", "vf-health", health]
     redis = " ".join(services["redis"]["command"])
     assert "--appendonly yes" in redis and "--maxmemory " in redis and "volatile-lru" in redis
     assert any(v.endswith(":/data") for v in services["redis"]["volumes"])
