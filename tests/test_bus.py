@@ -110,6 +110,22 @@ async def test_service_survives_bad_messages_and_handler_errors(bus: Bus, bus_se
     assert "echo" not in await bus.health()  # health key removed on clean stop
 
 
+async def test_a_sessions_out_stream_keeps_its_last_seconds(bus_settings: BusSettings) -> None:
+    # Found by the 30-minute soak: 4 live sessions' out streams grew to 75 MB of old reply audio.
+    bus = Bus(bus_settings.model_copy(update={"out_stream_keep_s": 0.5}))
+    try:
+        for i in range(400):
+            await bus.emit(ToolResult(session_id="kept", text=f"old {i}"))
+        await asyncio.sleep(0.7)
+        for i in range(50):
+            await bus.emit(ToolResult(session_id="kept", text=f"new {i}"))
+        texts = [getattr(e.message, "text", "") for e in await bus.read(bus.keys.out("kept"), "0", count=1000)]
+        # Approximate trimming drops whole macro nodes (100 entries): most of the old ones, none of the new.
+        assert len(texts) < 250 and texts[-50:] == [f"new {i}" for i in range(50)]
+    finally:
+        await bus.close()
+
+
 async def test_work_streams_are_trimmed(bus_settings: BusSettings) -> None:
     bus = Bus(bus_settings.model_copy(update={"work_stream_maxlen": 100}))
     try:

@@ -33,9 +33,16 @@ def test_a_tool_timeout_over_the_llms_wait_is_refused_from_either_side(monkeypat
 
 def test_a_grace_period_longer_than_the_history_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VF_GATEWAY_RESUME_GRACE_S", "7200")
+    monkeypatch.setenv("VF_OUT_STREAM_KEEP_S", "9000")
     problems = conflicts(GatewaySettings())
     assert len(problems) == 1 and "VF_GATEWAY_RESUME_GRACE_S (7200)" in problems[0]
     assert "VF_LLM_HISTORY_TTL_S (3600)" in problems[0]
+
+
+def test_a_grace_period_longer_than_the_replayable_reply_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VF_GATEWAY_RESUME_GRACE_S", "200")
+    problems = conflicts(GatewaySettings())
+    assert len(problems) == 1 and "VF_OUT_STREAM_KEEP_S (120)" in problems[0]
 
 
 def test_every_rule_names_real_settings() -> None:

@@ -14,10 +14,10 @@ import jsonschema
 import pytest
 import yaml
 from deploy_support import SCHEMAS, WORKERS, health_name, setting_names
+from fleet import ROOT
 
 #: Optional protocol adapters in compose (service -> its health key name); not in the Kubernetes base.
 ADAPTERS = {"wyoming": "wyoming"}
-from fleet import ROOT
 
 BASE = "docker-compose.yml"
 OVERRIDES = ["docker-compose.gpu.yml", "docker-compose.sentinel.yml"]

@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
 AUDIO_MAXLEN = 3000  # ~96 s of 32 ms frames per session
-OUT_MAXLEN = 5000  # events + audio chunks going back to one client
 SESSION_TTL_S = 3600  # session state outlives a dropped connection this long
 CANCEL_TTL_S = 600
 
@@ -130,10 +129,12 @@ class Bus:
     # ------------------------------------------------------------------
     # streams: writing
     # ------------------------------------------------------------------
-    async def add(self, stream: str, msg: Message, maxlen: int | None = None) -> bytes:
+    async def add(self, stream: str, msg: Message, maxlen: int | None = None, keep_s: float | None = None) -> bytes:
+        """Append ``msg``; trim the stream to about ``maxlen`` entries, or to its last ``keep_s`` seconds."""
         tracing.inject(msg)  # sent inside a span: the receiver's span continues its trace
         fields: Any = codec.encode(msg)
-        result: Any = await self.redis.xadd(stream, fields, maxlen=maxlen, approximate=True)
+        minid = None if keep_s is None else f"{int((time.time() - keep_s) * 1000)}-0"
+        result: Any = await self.redis.xadd(stream, fields, maxlen=maxlen, minid=minid, approximate=True)
         return bytes(result)
 
     async def emit(self, msg: Message) -> bytes:
@@ -142,7 +143,8 @@ class Bus:
         Rides out a short outage (see :meth:`_through_outage`): a reply cut in
         the middle by a Redis failover goes on once the replica is promoted.
         """
-        return await self._through_outage(lambda: self.add(self.keys.out(msg.session_id), msg, maxlen=OUT_MAXLEN))
+        keep = self.settings.out_stream_keep_s
+        return await self._through_outage(lambda: self.add(self.keys.out(msg.session_id), msg, keep_s=keep))
 
     async def _through_outage(self, write: Callable[[], Awaitable[bytes]]) -> bytes:
         """Retry a write that carries work's results while Redis is unreachable, for ``redis_retry_s``.

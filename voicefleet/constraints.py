@@ -48,6 +48,11 @@ RULES: tuple[Below, ...] = (
         "llm_orchestrator.settings:LlmSettings.history_ttl_s",
         "so that a resumed session still has its conversation",
     ),
+    Below(
+        "gateway.settings:GatewaySettings.resume_grace_s",
+        "voicefleet.settings:BusSettings.out_stream_keep_s",
+        "so that a resumed session can still replay what it missed",
+    ),
 )
 
 

@@ -53,6 +53,12 @@ class BusSettings(BaseSettings):
         description="A worker vouches for work its handler is still on this long at most; after it, the "
         "work counts as hung and is reclaimed (slow work on a busy machine is not taken away before)",
     )
+    out_stream_keep_s: float = Field(
+        120.0,
+        gt=0,
+        description="Seconds of events and reply audio kept in a session's out stream (what a resumed session "
+        "can replay); older entries are trimmed while the session lives",
+    )
     work_stream_maxlen: int = Field(
         10000, ge=100, description="Entries kept in each work stream (turns, speak, tools), trimmed approximately"
     )
