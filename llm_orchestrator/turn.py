@@ -42,6 +42,8 @@ from .tools_client import ToolsClient
 log = logging.getLogger(__name__)
 
 SORRY_UNAVAILABLE = "Sorry, I can't reach my language model right now."
+#: The model is there but did not start answering in time (a machine busy with other sessions).
+SORRY_BUSY = "Sorry, I'm too busy to answer that right now. Please ask me again in a moment."
 SORRY_FAILED = "Sorry, something went wrong while I was answering."
 NO_ANSWER = "Sorry, I don't have an answer to that."
 #: Said when the model's answer was an echo, a copy or a claimed action twice (see ``guard``), by language.
@@ -225,7 +227,7 @@ class Turn:
                 return
         except BackendsUnavailable as exc:
             self._log("no backend answered: %s", exc, level=logging.WARNING)
-            await self._fail(reply, "llm_unavailable", SORRY_UNAVAILABLE)
+            await self._fail(reply, "llm_unavailable", SORRY_BUSY if exc.timed_out else SORRY_UNAVAILABLE)
             return
         rest = speech.rest
         if speech.gate.stopped not in (None, LONG_ENOUGH):

@@ -58,8 +58,18 @@ async def test_the_last_resort_gets_more_time() -> None:
 
 async def test_no_backend_left() -> None:
     chain = FallbackChain([FakeBackend("a", "down"), FakeBackend("b", "down")], retries=0)
-    with pytest.raises(BackendsUnavailable):
+    with pytest.raises(BackendsUnavailable) as down:
         await run_chain(chain)
+    assert not down.value.timed_out  # "can't reach my language model"
+
+
+async def test_a_model_too_busy_to_start_is_told_apart_from_one_that_is_down() -> None:
+    # Found by the soak on an overloaded machine: a queued turn timed out and the user heard "can't reach".
+    chain = FallbackChain([FakeBackend("a", "silent")], first_token_timeout_s=0.05, last_resort_timeout_s=0.05,
+                          retries=0)
+    with pytest.raises(BackendsUnavailable) as busy:
+        await run_chain(chain)
+    assert busy.value.timed_out  # "too busy to answer that right now"
 
 
 async def test_a_stall_mid_reply_ends_it_without_switching() -> None:

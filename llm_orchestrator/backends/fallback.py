@@ -31,7 +31,11 @@ ToolsFor = Callable[[Backend], Sequence[BaseTool] | None]
 
 
 class BackendsUnavailable(BackendError):
-    """No backend of the chain could answer."""
+    """No backend of the chain could answer; ``timed_out``: the last one was there but too slow (busy)."""
+
+    def __init__(self, message: str, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
 
 
 class FallbackChain:
@@ -79,6 +83,7 @@ class FallbackChain:
         """Pieces of the reply, each with the backend that wrote it."""
         failed = [b.name for b in self.backends if self.is_cooling(b)]
         reason = "it was not answering a moment ago" if failed else ""
+        timed_out = False
         candidates = self._candidates()
         for backend in candidates:
             tools = tools_for(backend) if tools_for else None
@@ -95,6 +100,7 @@ class FallbackChain:
                 except Exception as exc:  # unreachable, HTTP error, timeout...
                     await _close(pieces)
                     reason = _describe(exc, timeout_s)
+                    timed_out = isinstance(exc, TimeoutError)
                     log.warning("backend %s failed (attempt %d): %s", backend.name, attempt + 1, reason)
                     continue
                 self._down_until.pop(backend.name, None)
@@ -115,7 +121,7 @@ class FallbackChain:
             self._down_until[backend.name] = time.monotonic() + self.cooldown_s
             if backend.name not in failed:
                 failed.append(backend.name)
-        raise BackendsUnavailable(f"no language model answered ({reason})")
+        raise BackendsUnavailable(f"no language model answered ({reason})", timed_out)
 
 
 async def _close(pieces: AsyncIterator[Piece]) -> None:
