@@ -1,4 +1,4 @@
-"""Two real worker processes share sessions; when the owner is killed, the other takes over."""
+"""Two real worker processes share sessions; when the owner is killed mid-utterance, the other replays it."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from speech import say, silence
 from stt_client import FakeGatewaySession
 
 from voicefleet.bus import Bus
-from voicefleet.messages import Error, TranscriptFinal
+from voicefleet.codec import decode
+from voicefleet.messages import Error, SpeechStarted, TranscriptFinal, TurnRequest
 
 pytestmark = [pytest.mark.models, pytest.mark.fleet]
 
@@ -41,19 +42,35 @@ async def test_session_survives_its_worker_being_killed(bus: Bus, fleet_env: dic
         first = await session.wait_for(lambda m: isinstance(m, TranscriptFinal), within=30)
         assert "hallway" in first.text.lower()
 
+        # Kill the owner while the user is speaking: the utterance must not be lost.
+        speaking = asyncio.create_task(session.stream(
+            np.concatenate([silence(0.3), say("Are you still there?"), silence(1.2)]), realtime=True
+        ))
+        await session.wait_for(lambda m: isinstance(m, SpeechStarted) and m is not session.of_type("speech_started")[0],
+                               within=15)
         victim = await owner_pid(bus, session.sid)
+        assert not speaking.done()  # the kill lands mid-speech
         os.kill(victim, signal.SIGKILL)
-        # The user keeps talking while nobody listens: that utterance may be lost...
-        await session.stream(np.concatenate([say("Are you still"), silence(0.3)]))
-        lost = await session.wait_for(lambda m: isinstance(m, Error), within=15)
-        assert lost.code == "stt_worker_lost"
+        await speaking
+        # The new owner replays the audio since the utterance began: it becomes a turn as if nothing happened.
+        replayed = await session.wait_for(lambda m: isinstance(m, TranscriptFinal) and m is not first, within=30)
+        assert "still there" in replayed.text.lower()
         survivor = await owner_pid(bus, session.sid)
         assert survivor != victim
-        # ...but the session goes on with the other worker.
+        # ...and the session goes on with the other worker.
         await session.stream(np.concatenate([silence(0.3), say("Open the front door, please."), silence(1.2)]))
-        second = await session.wait_for(lambda m: isinstance(m, TranscriptFinal) and m is not first, within=30)
+        second = await session.wait_for(
+            lambda m: isinstance(m, TranscriptFinal) and m not in (first, replayed), within=30
+        )
         assert "front door" in second.text.lower()
-        assert second.turn_id != first.turn_id
+        assert len({first.turn_id, replayed.turn_id, second.turn_id}) == 3
+        await session.drain(1.0)
+        # Nothing was lost, so the client is not told; the turn handed on before the kill is not replayed.
+        assert not [m for m in session.events if isinstance(m, Error)]
+        finals = [m.text for m in session.events if isinstance(m, TranscriptFinal)]
+        assert len(finals) == 3, finals
+        turns = [decode(fields) for _, fields in await bus.redis.xrange(bus.keys.turns)]
+        assert len([t for t in turns if isinstance(t, TurnRequest) and t.session_id == session.sid]) == 3
         # Position in the session's audio carries over across owners.
         stops = session.of_type("speech_stopped")
         assert stops[-1].audio_ms > stops[0].audio_ms + 2000

@@ -42,6 +42,11 @@ class AudioHistory:
         self._size = 0
 
     @property
+    def start(self) -> int:
+        """Absolute position of the first sample kept."""
+        return self._base
+
+    @property
     def end(self) -> int:
         return self._base + self._size
 

@@ -44,6 +44,7 @@ from .audio import from_bytes
 from .endpoint import EndOfTurnModel
 from .listener import Listener
 from .recognizer import Job, Recognition, Transcriber
+from .replay import ReplayTracker
 from .settings import SttSettings
 from .stt import normalize_language
 from .turn import (
@@ -89,6 +90,8 @@ class StartPoint:
     entry_id: bytes = b"0-0"
     position: int = 0  # samples of session audio before entry_id
     takeover: bool = False
+    lost: bool = False  # audio the old owner had not turned into turns is gone: tell the client
+    awake: bool = False  # the wake word was heard before entry_id (a replay needs it not again)
 
 
 class SessionRunner:
@@ -115,6 +118,9 @@ class SessionRunner:
         self._out_id: bytes = b"0-0" if start.entry_id == b"0-0" and not start.takeover else b"$"
         self._ref_turns: dict[str, bool] = {}  # turn id -> its audio is played (False: cancelled)
         self._apply_wake_word(record.wake_word, report=False)
+        self.replay = ReplayTracker(start.entry_id, start.position)  # see replay.py
+        if start.awake:
+            self.listener.detector.wake()
         self._speculation: tuple[int, Job] | None = None
         self._last_final: asyncio.Task[Any] | None = None
         self._open_utterance = 0  # utterance now being spoken (0: none)
@@ -126,7 +132,7 @@ class SessionRunner:
     @property
     def position_marker(self) -> str:
         """``"<last entry id> <samples>"``: lets a new owner know the audio position."""
-        return f"{self.last_id.decode()} {self.start.position + self._read}"
+        return self.replay.marker(self.last_id, self._read, self.listener.detector)
 
     async def run(self) -> None:
         log.info(
@@ -134,7 +140,7 @@ class SessionRunner:
             "takeover" if self.start.takeover else "start",
             extra={"session": self.sid},
         )
-        if self.start.takeover:
+        if self.start.lost:
             await self.ctx.bus.emit_error(self.sid, "stt_worker_lost", LOST_MESSAGE)
         backoff = Backoff()
         keys = self.ctx.bus.keys
@@ -189,6 +195,7 @@ class SessionRunner:
             if isinstance(msg, AudioFrame):
                 pcm = resample(from_bytes(msg.audio), msg.sample_rate)
                 audio.append(pcm)
+                self.replay.frame(self.last_id, self._read)
                 self._read += pcm.size
                 self.last_id = entry.id
                 continue
@@ -240,6 +247,7 @@ class SessionRunner:
 
     async def _act(self, action: Action, read_at: float) -> None:
         bus, sid = self.ctx.bus, self.sid
+        self.replay.on_action(action, self.listener.detector)
         if self.wake_only and not isinstance(action, WakeDetected):
             return
         if isinstance(action, WakeDetected):
@@ -316,6 +324,7 @@ class SessionRunner:
             future = self._submit(action.audio, action.voiced_ms).future
         previous, self._last_final = self._last_final, None
         self._last_final = self._own(self._finish(action, future, ts, previous))
+        self.replay.track(action.utterance, self._last_final)
 
     async def _finish(
         self,

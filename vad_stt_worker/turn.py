@@ -274,6 +274,11 @@ class TurnDetector:
         if word is not None and self.utterance is None:
             self._awake_until = None  # a new wake word takes effect at once
 
+    def wake(self) -> None:
+        """Start awake, as if the wake word was just heard (a new owner replaying a session's audio)."""
+        if self.wake_word is not None:
+            self._awake_until = self.position + samples(self.config.follow_up_s * 1000)
+
     def set_playback(self, playing: bool) -> None:
         if playing == self.playing:
             return

@@ -8,11 +8,18 @@ Ownership across processes:
 * new sessions are announced on ``keys.sessions_channel`` and every process
   also scans ``keys.sessions`` each second; a process that owns more
   sessions waits a little longer before claiming, which spreads the load;
-* the owner writes its name in the session hash (field ``stt_worker``) and the
-  audio position it reached (``stt_pos``). A claimer that finds another
-  worker's name there knows it is taking over from a dead worker: it tells
-  the client (``Error(code="stt_worker_lost")``) and reads the audio from its
-  current end. A clean shutdown writes an empty name: a quiet handover.
+* the owner writes its name in the session hash (field ``stt_worker``) and a
+  position marker (``stt_pos``, see :mod:`vad_stt_worker.replay`): the audio
+  position it reached, and where the audio not yet turned into a turn begins
+  (the utterance in progress, with its pre-roll), and whether the session was
+  awake. It writes the marker every lease refresh and at once when a turn is
+  handed on, so a handed-on utterance is never replayed;
+* a claimer that finds a marker (another worker's name: a dead worker; an
+  empty name: a clean shutdown) replays the session's audio from that resume
+  point, faster than real time: the utterance in progress becomes a turn as if
+  nothing happened. Only when that audio is no longer in the stream (it keeps
+  ``AUDIO_MAXLEN``) or the marker has no resume point (an older worker) does it
+  read from the current end and tell the client (``Error(code="stt_worker_lost")``).
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from .files import FileTranscriber
 from .lease import Lease
 from .models import Models
 from .recognizer import Recognizer, Transcriber
+from .replay import Marker, id_after
 from .session import SessionRunner, StartPoint, WorkerContext
 from .settings import SttSettings
 from .turn import TurnConfig
@@ -51,6 +59,14 @@ POSITION_FIELD = "stt_pos"
 _HSET_IF_EXISTS = """
 if redis.call('exists', KEYS[1]) == 1 then
     return redis.call('hset', KEYS[1], unpack(ARGV))
+end
+return -1
+"""
+#: Write the marker only while holding the lease (KEYS[2] = owner key, ARGV[1] = instance): a worker that
+#: stalled and lost the session must not move a new owner's marker.
+_HSET_IF_OWNER = """
+if redis.call('get', KEYS[2]) == ARGV[1] and redis.call('exists', KEYS[1]) == 1 then
+    return redis.call('hset', KEYS[1], select(2, unpack(ARGV)))
 end
 return -1
 """
@@ -78,6 +94,7 @@ class SttService(Service):
         self._ctx: WorkerContext | None = None
         self.files: FileTranscriber | None = None
         self._hset_if_exists = self.bus.redis.register_script(_HSET_IF_EXISTS)
+        self._hset_if_owner = self.bus.redis.register_script(_HSET_IF_OWNER)
 
     # ------------------------------------------------------------ lifecycle
     async def setup(self) -> None:
@@ -184,12 +201,15 @@ class SttService(Service):
             start = await self._start_point(sid)
             # The position is marked now too, not only by the first lease refresh: a worker killed before
             # that refresh left a new owner counting the session's audio from zero.
-            marker = f"{_text(start.entry_id)} {start.position}"
+            at = _text(start.entry_id)
+            marker = str(Marker(at, start.position, at, start.position, start.awake))
             args = [OWNER_FIELD, self.instance, POSITION_FIELD, marker]
             if await self._hset_if_exists(keys=[self.keys.session(sid)], args=args) < 0:
                 await lease.release()
                 return
             runner = SessionRunner(self._ctx, sid, record, start)
+            # A turn handed on moves the marker at once: a new owner must not replay that utterance.
+            runner.replay.on_settled = lambda: self._mark_soon(sid, runner)
             task = self.spawn(self._run(sid, runner), name=f"stt-session-{sid}")
             self.sessions[sid] = _Owned(runner, lease, task)
         except REDIS_DOWN as exc:
@@ -198,27 +218,37 @@ class SttService(Service):
             self._claiming.discard(sid)
 
     async def _start_point(self, sid: str) -> StartPoint:
-        """Fresh sessions are read from the start; taken-over ones from the current end."""
+        """Fresh sessions are read from the start; taken-over ones from the marker's resume point."""
         redis, stream = self.bus.redis, self.keys.audio(sid)
         # This worker kind's private fields in the session hash (see the module docstring).
         owner_raw, position_raw = await redis.hmget(self.keys.session(sid), [OWNER_FIELD, POSITION_FIELD])
         if owner_raw is None:
             return StartPoint()
         previous = _text(owner_raw)
+        takeover = previous not in ("", self.instance)
         try:
-            end_id: bytes = (await redis.xinfo_stream(stream))["last-generated-id"]
+            info = await redis.xinfo_stream(stream)
         except Exception:  # no stream yet: nothing was said
-            end_id = b"0-0"
-        marked_id, _, marked_pos = _text(position_raw or b"").partition(" ")
-        position = int(marked_pos) if marked_pos.isdigit() else 0
-        if marked_id:
+            info = {}
+        end_id = _text(info.get("last-generated-id", b"0-0"))
+        trimmed = _text(info.get("max-deleted-entry-id", b"0-0"))  # Redis 7: newest entry MAXLEN cut off
+        marker = Marker.parse(_text(position_raw or b""))
+        if marker.resume_id and not id_after(trimmed, marker.resume_id):
+            if takeover:
+                log.info("taking over from %s: replaying the audio since %s", previous, marker.resume_id,
+                         extra={"session": sid})
+            return StartPoint(marker.resume_id.encode(), marker.resume_pos, takeover, awake=marker.awake)
+        # No resume point (an older worker's marker), or its audio is gone: read from the end.
+        position = marker.read_pos
+        if marker.read_id:
             # Count the audio the old owner never reported, so audio_ms stays true.
-            for _, fields in await redis.xrange(stream, min=f"({marked_id}", max=end_id) or []:
+            for _, fields in await redis.xrange(stream, min=f"({marker.read_id}", max=end_id) or []:
                 with contextlib.suppress(Exception):
                     msg = decode(fields)  # type: ignore[arg-type]
                     if isinstance(msg, AudioFrame):
                         position += samples_at(msg.audio, msg.sample_rate)
-        return StartPoint(end_id, position, takeover=previous not in ("", self.instance))
+        lost = bool(marker.resume_id) or takeover
+        return StartPoint(end_id.encode(), position, takeover, lost=lost)
 
     async def _run(self, sid: str, runner: SessionRunner) -> None:
         crashed = False
@@ -260,10 +290,22 @@ class SttService(Service):
         await self._mark(sid, owned.runner, owner=self.instance)
 
     async def _mark(self, sid: str, runner: SessionRunner, owner: str) -> None:
-        await self._hset_if_exists(
-            keys=[self.keys.session(sid)],
-            args=[OWNER_FIELD, owner, POSITION_FIELD, runner.position_marker],
+        await self._hset_if_owner(
+            keys=[self.keys.session(sid), self.keys.owner(sid, "stt")],
+            args=[self.instance, OWNER_FIELD, owner, POSITION_FIELD, runner.position_marker],
         )
+
+    def _mark_soon(self, sid: str, runner: SessionRunner) -> None:
+        """Write the marker now (from a task's done callback): a turn was handed on."""
+        owned = self.sessions.get(sid)
+        if owned is not None and owned.runner is runner and not self.stopping:
+            self.spawn(self._mark_now(sid, runner), name="stt-mark")
+
+    async def _mark_now(self, sid: str, runner: SessionRunner) -> None:
+        try:
+            await self._mark(sid, runner, owner=self.instance)
+        except REDIS_DOWN as exc:  # the next lease refresh writes it
+            log.warning("could not write the position marker (%s)", exc, extra={"session": sid})
 
     def _drop(self, sid: str, owned: _Owned) -> None:
         self.sessions.pop(sid, None)
