@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import numpy as np
 
 from vad_stt_worker.hallucinations import HallucinationFilter, normalize_text
+from vad_stt_worker.replay import Marker, ReplayTracker
 from vad_stt_worker.settings import DEFAULT_BLOCKLIST
 from vad_stt_worker.stt import Segment, Transcript
 from vad_stt_worker.turn import (
@@ -234,3 +238,53 @@ def test_text_helpers() -> None:
     assert strip_wake_word("Hey Jarvis what time is it?", "hey_jarvis") == "What time is it?"
     assert strip_wake_word("What time is it?", "hey_jarvis") == "What time is it?"
     assert strip_wake_word("Alexa, stop.", None) == "Alexa, stop."
+
+
+async def test_the_resume_point_holds_an_utterance_until_its_turn_is_handed_on() -> None:
+    """A new owner replays from the marker's resume point (vad_stt_worker/replay.py): never a handed-on turn."""
+    _, endpoint = verdicts(0.9, 0.9)
+    det = TurnDetector(TurnConfig(partial_interval_ms=0), endpoint=endpoint)
+    tracker = ReplayTracker(b"0-0", 10 * CHUNK)  # this owner started 10 chunks into the session
+    marks: list[str] = []
+    tracker.on_settled = lambda: marks.append(tracker.marker(f"{det.position // CHUNK}-0".encode(), det.position, det))
+    actions: list[Action] = []
+
+    def feed_entries(probs: list[float]) -> None:  # one stream entry "<n>-0" per chunk
+        for p in probs:
+            n = det.position // CHUNK
+            tracker.frame(f"{n}-0".encode(), det.position)
+            for action in det.on_chunk(QUIET, p):
+                tracker.on_action(action, det)
+                actions.append(action)
+
+    def resume() -> Marker:
+        return Marker.parse(tracker.marker(f"{det.position // CHUNK}-0".encode(), det.position, det))
+
+    feed_entries([0.0] * chunks(1000) + [0.9] * chunks(600))
+    start = of(actions, SpeechStart)[0]
+    assert resume().resume_pos <= 10 * CHUNK + start.position - CHUNK * chunks(300) + CHUNK  # its pre-roll
+    feed_entries([0.05] * chunks(300))
+    final = of(actions, Final)[0]
+    gate = asyncio.Event()
+    task = asyncio.create_task(gate.wait())
+    tracker.track(final, task)
+    feed_entries([0.05] * chunks(200))
+    held = resume()
+    assert held.resume_pos < 10 * CHUNK + start.position and held.resume_id == f"{held.resume_pos // CHUNK - 10}-0"
+    # The detector still keeps the audio (speech now would carry the utterance on)...
+    assert det.history.start < final.speech_end
+    gate.set()
+    await task
+    await asyncio.sleep(0)
+    # ...but once the turn is handed on, the marker moves past it at once.
+    assert len(marks) == 1 and Marker.parse(marks[0]).resume_pos >= 10 * CHUNK + final.speech_end
+    assert not Marker.parse(marks[0]).awake
+    # A transcription cancelled with its runner (not handed on) keeps the utterance for the next owner.
+    feed_entries([0.05] * chunks(1500) + [0.9] * chunks(600) + [0.05] * chunks(300))
+    second = of(actions, Final)[1]
+    task = asyncio.create_task(asyncio.Event().wait())
+    tracker.track(second, task)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert resume().resume_pos < 10 * CHUNK + second.speech_end - CHUNK * chunks(500) and len(marks) == 1

@@ -28,10 +28,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .turn import Action, SpeechStart, TurnDetector, samples
+from .turn import Action, Final, SpeechStart, TurnDetector, samples
 
-#: Frames remembered for mapping a sample position back to a stream entry (~4 min of 40 ms frames).
-MAX_FRAMES = 6000
+#: Frames remembered for mapping a sample position back to a stream entry: those since the resume point
+#: (trimmed at every marker), bounded in case (over 3 minutes of 10 ms frames).
+MAX_FRAMES = 20_000
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ class ReplayTracker:
         self._base = start_position
         self._starts: dict[int, int] = {}  # utterance -> first sample of its audio
         self._pending: dict[int, int] = {}  # utterance whose turn is not handed on yet -> first sample
+        self._done_to = 0  # end of speech of the last utterance whose turn was handed on
         #: Called when a turn was handed on (or given up on): the owner writes the marker at once.
         self.on_settled: Callable[[], None] | None = None
 
@@ -103,14 +105,16 @@ class ReplayTracker:
         for old in [n for n in self._starts if n < action.utterance - 8]:
             del self._starts[old]
 
-    def track(self, utterance: int, task: asyncio.Task[Any]) -> None:
+    def track(self, final: Final, task: asyncio.Task[Any]) -> None:
         """``task`` transcribes the utterance and hands its turn on; replayable until it finishes."""
+        utterance = final.utterance
         self._pending[utterance] = self._starts.get(utterance, 0)
 
         def settled(done: asyncio.Task[Any]) -> None:
             if done.cancelled():  # the runner stopped: the turn was not handed on, a new owner redoes it
                 return
             self._pending.pop(utterance, None)
+            self._done_to = max(self._done_to, final.speech_end)
             if self.on_settled is not None:
                 self.on_settled()
 
@@ -124,7 +128,14 @@ class ReplayTracker:
 
     def resume(self, detector: TurnDetector, read: int) -> tuple[str, int]:
         """(entry id to read after, samples before it): the earliest audio not yet turned into a turn."""
-        needed = min([detector.history.start, read, *self._pending.values()])
+        u = detector.utterance
+        if u is not None:
+            needed = u.audio_start
+        else:
+            # The detector keeps an utterance ended on the end-of-turn model's word (it may go on): once its
+            # turn is handed on, a new owner must not hear it again.
+            needed = max(detector.history.start, self._done_to)
+        needed = min([needed, read, *self._pending.values()])
         frames = self._frames
         while len(frames) > 1 and frames[1][1] <= needed:  # frames start in order; the earlier ones are done
             frames.popleft()

@@ -324,7 +324,7 @@ class SessionRunner:
             future = self._submit(action.audio, action.voiced_ms).future
         previous, self._last_final = self._last_final, None
         self._last_final = self._own(self._finish(action, future, ts, previous))
-        self.replay.track(action.utterance, self._last_final)
+        self.replay.track(action, self._last_final)
 
     async def _finish(
         self,
