@@ -91,7 +91,7 @@ class StartPoint:
     position: int = 0  # samples of session audio before entry_id
     takeover: bool = False
     lost: bool = False  # audio the old owner had not turned into turns is gone: tell the client
-    awake: bool = False  # the wake word was heard before entry_id (a replay needs it not again)
+    awake: bool = False  # the wake word was heard before entry_id: the replay does not need it again
 
 
 class SessionRunner:
@@ -131,7 +131,7 @@ class SessionRunner:
     # ------------------------------------------------------------------ run
     @property
     def position_marker(self) -> str:
-        """``"<last entry id> <samples>"``: lets a new owner know the audio position."""
+        """The ``stt_pos`` marker: the audio position, and where a new owner would replay from (replay.py)."""
         return self.replay.marker(self.last_id, self._read, self.listener.detector)
 
     async def run(self) -> None:
