@@ -225,10 +225,21 @@ class Soak:
         start = {"rss": self.fleet.rss_mb(), "redis": redis_memory(self.fleet.prefix)}
         print(f"  [{_clock()}] warm: measuring from now", flush=True)
         killer = asyncio.create_task(self.killer(until))
+        settled: dict[str, Any] = {}
+
+        async def settle() -> None:
+            # The per-session streams fill their windows first (reply events: VF_OUT_STREAM_KEEP_S, 120 s;
+            # microphone audio: AUDIO_MAXLEN, ~96 s); growth after that is what would not stop.
+            await asyncio.sleep(self.args.settle * 60)
+            settled.update(rss=self.fleet.rss_mb(), redis=redis_memory(self.fleet.prefix))
+            print(f"  [{_clock()}] settled: measuring again", flush=True)
+
+        settler = asyncio.create_task(settle())
         await asyncio.gather(*sessions)
-        killer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await killer
+        for task in (killer, settler):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         end = {"rss": self.fleet.rss_mb(), "redis": redis_memory(self.fleet.prefix)}
         left_now = session_keys(self.fleet.prefix, self.session_ids)
         print(f"  [{_clock()}] all sessions closed; waiting {LINGER_S} s (closed sessions' linger)", flush=True)
@@ -238,7 +249,8 @@ class Soak:
         return {
             "minutes": self.args.minutes, "sessions": self.args.sessions, "kill_every_min": self.args.kill_every,
             "turns": len(self.results), "turns_lost": len(lost), "reconnects": self.reconnects,
-            "lost": [r.to_json() for r in lost], "kills": self.kills, "start": start, "end": end,
+            "lost": [r.to_json() for r in lost], "kills": self.kills, "start": start, "settled": settled or None,
+            "settle_min": self.args.settle, "end": end,
             "session_keys_at_close": left_now, "session_keys_after_linger": left_later,
             "redis_after_linger": redis_memory(self.fleet.prefix),
         }
@@ -248,25 +260,34 @@ def _clock() -> str:
     return time.strftime("%H:%M:%S")
 
 
+def _growth(before: float | None, after: float | None) -> float | None:
+    return round((after / before - 1) * 100, 1) if before and after else None
+
+
 def report(data: dict[str, Any]) -> None:
     rows = []
+    settled = data.get("settled") or {}
     for program in data["start"]["rss"]:
         before, after = data["start"]["rss"][program], data["end"]["rss"][program]
-        growth = (after["rss_mb"] / before["rss_mb"] - 1) * 100 if before["rss_mb"] and after["rss_mb"] else None
-        rows.append({"what": f"{program} RSS MB", "start": before["rss_mb"], "end": after["rss_mb"],
-                     "growth_%": None if growth is None else round(growth, 1),
-                     "note": "restarted" if before["pid"] != after["pid"] else ""})
+        mid = settled.get("rss", {}).get(program, {})
+        restarted = before["pid"] != after["pid"] or (mid and mid["pid"] != after["pid"])
+        rows.append({"what": f"{program} RSS MB", "start": before["rss_mb"], "settled": mid.get("rss_mb"),
+                     "end": after["rss_mb"], "growth_%": _growth(before["rss_mb"], after["rss_mb"]),
+                     "from_settled_%": _growth(mid.get("rss_mb"), after["rss_mb"]),
+                     "note": "restarted" if restarted else ""})
     for key, label in (("server_used_mb", "Redis used MB (whole server)"), ("prefix_kb", "Redis soak keys KB"),
                        ("prefix_keys", "Redis soak keys")):
         before, after = data["start"]["redis"][key], data["end"]["redis"][key]
-        growth = (after / before - 1) * 100 if before else None
-        rows.append({"what": label, "start": before, "end": after,
-                     "growth_%": None if growth is None else round(growth, 1), "note": ""})
+        mid = settled.get("redis", {}).get(key)
+        rows.append({"what": label, "start": before, "settled": mid, "end": after,
+                     "growth_%": _growth(before, after), "from_settled_%": _growth(mid, after), "note": ""})
     print()
     print(f"{data['minutes']:g} min, {data['sessions']} sessions, a worker killed every {data['kill_every_min']:g} "
           f"min ({len(data['kills'])} kills): {data['turns']} turns, {data['turns_lost']} lost, "
           f"{data['reconnects']} reconnects")
-    print(table(rows, ["what", "start", "end", "growth_%", "note"]))
+    print(f"(settled: {data.get('settle_min', 0):g} min after the warm-up turn, once the per-session streams "
+          "filled their windows)")
+    print(table(rows, ["what", "start", "settled", "end", "growth_%", "from_settled_%", "note"]))
     print(f"per-session keys at close: {len(data['session_keys_at_close'])}; "
           f"after {LINGER_S} s: {len(data['session_keys_after_linger'])} {data['session_keys_after_linger'][:8]}")
     for kill in data["kills"]:
@@ -279,6 +300,8 @@ def main() -> None:
     parser.add_argument("--kill-every", type=float, default=5.0, help="minutes between worker kills")
     parser.add_argument("--sessions", type=int, default=4, help="sessions talking at once")
     parser.add_argument("--pause", type=float, default=2.0, help="seconds between a session's turns")
+    parser.add_argument("--settle", type=float, default=3.0,
+                        help="minutes after the warm-up turn for a second memory sample (streams at their bounds)")
     parser.add_argument("--timeout", type=float, default=180.0,
                         help="seconds a turn may take before it counts as lost (a late answer is not lost)")
     args = parser.parse_args()
