@@ -137,6 +137,7 @@ class _Collector:
         self.stage_ts: dict[str, float] = {}
         self.in_audio = False
         self.reply_done_at: float | None = None
+        self.speech_chunks = 0  # speech chunks the reply asked TTS for (reply_done.chunks)
         self.done = False
 
     def _ours(self, msg: Message) -> bool:
@@ -183,6 +184,7 @@ class _Collector:
         elif isinstance(msg, ReplyDone):
             r.reply = msg.text or r.reply
             self.reply_done_at = time.monotonic()
+            self.speech_chunks = msg.chunks
             if msg.interrupted:
                 r.interrupted = True
         elif isinstance(msg, ToolCall):
@@ -201,8 +203,12 @@ class _Collector:
             self.done = True
 
     def waiting_for_nothing(self) -> bool:
-        """``reply_done`` came long ago and no audio ever started: the turn has no speech."""
-        return (self.reply_done_at is not None and not self.segments
+        """``reply_done`` came long ago and no audio ever started: the turn has no speech.
+
+        A reply that asked for speech (``chunks``) gets its audio however long a
+        busy TTS takes (an error or the turn's timeout end the wait instead).
+        """
+        return (self.reply_done_at is not None and not self.segments and not self.speech_chunks
                 and time.monotonic() - self.reply_done_at > NO_AUDIO_GRACE_S)
 
     def finish(self, sample_rate: int) -> TurnResult:

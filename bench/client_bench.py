@@ -2,6 +2,12 @@
 
     .venv/bin/python bench/client_bench.py --spawn [--turns 12] [--sessions 1]
     .venv/bin/python bench/client_bench.py --gateway ws://127.0.0.1:8080 --token T [--sessions 4]
+    .venv/bin/python bench/client_bench.py --spawn --sessions 4 --stagger 3   # random start offsets
+
+With ``--sessions N`` the sessions talk simultaneously (every session starts
+its turns at once, the worst case); ``--stagger S`` starts each one after a
+random offset in [0, S) s and pauses a random 0-S/2 s between its turns, as
+people talking to one server would (seeded, so runs compare).
 
 Spoken commands (made by the Piper voice) are streamed to the gateway in real
 time, 40 ms frames, by ``audio_client.headless.HeadlessClient`` — one client
@@ -22,6 +28,7 @@ import asyncio
 import contextlib
 import functools
 import os
+import random
 import subprocess
 import sys
 import time
@@ -83,9 +90,10 @@ def speak(text: str) -> np.ndarray:
 
 @contextlib.contextmanager
 def spawned_fleet(
-    extra: dict[str, list[str]] | None = None, **extra_env: str
+    llm_procs: int = 1, extra: dict[str, list[str]] | None = None, **extra_env: str
 ) -> Iterator[tuple[str, str]]:
-    """gateway + stt + llm + tts + tools (+ ``extra`` modules) as processes under a private prefix: (ws URL, token)."""
+    """gateway, stt, llm (``llm_procs`` of them), tts, tools (+ ``extra`` modules) as processes under a private
+    prefix: (ws URL, token)."""
     import redis
 
     from gateway import auth
@@ -108,7 +116,7 @@ def spawned_fleet(
     modules = {
         "gateway": ["gateway", "serve", "--port", str(port)],
         "stt": ["vad_stt_worker"],
-        "llm": ["llm_orchestrator"],
+        **{f"llm{i + 1}" if i else "llm": ["llm_orchestrator"] for i in range(llm_procs)},
         "tts": ["tts_worker"],
         "tools": ["tools_worker"],
         **(extra or {}),
@@ -163,11 +171,17 @@ def _wait_ready(http: str, procs: list[subprocess.Popen[bytes]], logs: Path, tim
 
 
 async def one_session(
-    url: str, token: str, index: int, clips: list[np.ndarray], turns: int, warmup: int, timeout_s: float
+    url: str, token: str, index: int, clips: list[np.ndarray], turns: int, warmup: int, timeout_s: float,
+    stagger_s: float = 0.0,
 ) -> list[TurnResult]:
     results = []
+    rng = random.Random(index)
+    if stagger_s:
+        await asyncio.sleep(rng.uniform(0, stagger_s))
     async with HeadlessClient(url, token, StartOptions(wake_word="")) as client:
         for turn in range(warmup + turns):
+            if stagger_s and turn:
+                await asyncio.sleep(rng.uniform(0, stagger_s / 2))
             clip = clips[(index + turn) % len(clips)]
             result = await client.say(clip, trailing_silence_s=1.0, timeout_s=timeout_s)
             if turn >= warmup:
@@ -189,7 +203,10 @@ async def run(url: str, token: str, args: argparse.Namespace) -> dict[str, Any]:
     clips = [speak(text) for text in COMMANDS]
     started = time.perf_counter()
     per_session = await asyncio.gather(
-        *(one_session(url, token, i, clips, args.turns, args.warmup, args.timeout) for i in range(args.sessions))
+        *(
+            one_session(url, token, i, clips, args.turns, args.warmup, args.timeout, args.stagger)
+            for i in range(args.sessions)
+        )
     )
     wall_s = time.perf_counter() - started
     results = [r for session in per_session for r in session]
@@ -201,12 +218,18 @@ async def run(url: str, token: str, args: argparse.Namespace) -> dict[str, Any]:
             rows.append({"metric": f"stage {stage}", **summary(values)})
     print()
     print(
-        f"{len(good)}/{len(results)} turns answered, {args.sessions} session(s) at once, "
+        f"{len(good)}/{len(results)} turns answered, {args.sessions} session(s) "
+        f"{f'staggered over {args.stagger:g} s' if args.stagger else 'at once'}, "
         f"{wall_s:.0f} s; milliseconds after the end of speech:"
     )
     print(table(rows, ["metric", "n", "p50", "p90", "p99", "mean"]))
     return {
         "sessions": args.sessions,
+        "stagger_s": args.stagger,
+        "llm_procs": args.llm_procs,
+        "loadavg_after": os.getloadavg(),
+        "label": args.label,
+        "settings": {k: v for k, v in sorted(os.environ.items()) if k.startswith("VF_") and "SECRET" not in k},
         "turns_per_session": args.turns,
         "warmup": args.warmup,
         "answered": len(good),
@@ -224,16 +247,25 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=12, help="measured turns per session")
     parser.add_argument("--warmup", type=int, default=1, help="turns per session not counted")
     parser.add_argument("--sessions", type=int, default=1, help="sessions talking at once")
+    parser.add_argument("--stagger", type=float, default=0.0,
+                        help="random start offset up to this many seconds per session (0: all at once)")
+    parser.add_argument("--llm-procs", type=int, default=1,
+                        help="with --spawn: orchestrator processes (each its own model; VF_LLM_THREADS sets threads)")
+    parser.add_argument("--label", default="", help="added to the result file's name (before/after runs)")
     parser.add_argument("--timeout", type=float, default=60.0)
     args = parser.parse_args()
     if args.spawn:
-        with spawned_fleet() as (url, token):
+        with spawned_fleet(args.llm_procs) as (url, token):
             data = asyncio.run(run(url, token, args))
     else:
         if not args.token:
             raise SystemExit("give --token (or VF_CLIENT_TOKEN), or use --spawn")
         data = asyncio.run(run(args.gateway, args.token, args))
     name = "client_v2v" if args.sessions == 1 else f"client_v2v_{args.sessions}sessions"
+    if args.sessions > 1 and args.stagger:
+        name += "_staggered"
+    if args.label:
+        name += f"_{args.label}"
     print(f"\nwrote {write(name, data)}")
 
 

@@ -206,7 +206,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.spawn:
         asr, tts = f"tcp://127.0.0.1:{_free_port()}", f"tcp://127.0.0.1:{_free_port()}"
-        with spawned_fleet({"wyoming": ["wyoming_adapter"]}, VF_WYOMING_ASR_URI=asr, VF_WYOMING_TTS_URI=tts,
+        with spawned_fleet(1, {"wyoming": ["wyoming_adapter"]}, VF_WYOMING_ASR_URI=asr, VF_WYOMING_TTS_URI=tts,
                            VF_WYOMING_WAKE_URI="") as (url, token):
             data = asyncio.run(run(url, token, asr, tts, args.runs))
     else:
