@@ -130,7 +130,7 @@ class LocalServer:
         self.log = tempfile.NamedTemporaryFile(prefix="llm-bench-server-", suffix=".log", delete=False)
         self.process = subprocess.Popen(
             [
-                sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
+                sys.executable, "-m", "llm_orchestrator.openai_server", "--model", str(model), "--host", "127.0.0.1",
                 "--port", str(self.port), "--n_threads", str(threads), "--n_ctx", "4096",
                 "--model_alias", "local", "--verbose", "False",
             ],

@@ -9,7 +9,7 @@ import pytest
 from fleet import ROOT
 
 MODULES = ["gateway", "vad_stt_worker", "llm_orchestrator", "tts_worker", "tools_worker", "audio_client",
-           "voicefleet.models", "wyoming_adapter", "voicefleet.health"]
+           "voicefleet.models", "wyoming_adapter", "voicefleet.health", "llm_orchestrator.openai_server"]
 SCRIPTS = ["./run.sh", "./kill_all.sh", "scripts/setup.sh"]
 
 

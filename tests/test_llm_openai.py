@@ -36,7 +36,7 @@ def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     with open(log, "wb") as sink:  # a file, not a pipe: a full pipe would stall the server
         process = subprocess.Popen(
             [
-                sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf()),
+                sys.executable, "-m", "llm_orchestrator.openai_server", "--model", str(smollm2_gguf()),
                 "--host", "127.0.0.1", "--port", str(port), "--n_threads", "1", "--n_ctx", "1024",
                 "--model_alias", "smollm2", "--verbose", "False",
             ],

@@ -53,7 +53,7 @@ _END = object()
 
 
 @contextmanager
-def _weight_repack(enabled: bool) -> Iterator[None]:
+def weight_repack_as(enabled: bool) -> Iterator[None]:
     """Load a model with llama.cpp's weight repacking (``use_extra_bufts``) on or off.
 
     llama-cpp-python has no argument for it. With it on, 0.3.36 built on a CPU
@@ -125,7 +125,7 @@ class LlamaCppLLM(CustomLLM):
             from llama_cpp import Llama  # heavy import, only where the model is used
 
             started = time.monotonic()
-            with _weight_repack(self.weight_repack):
+            with weight_repack_as(self.weight_repack):
                 self._llama = Llama(
                     model_path=self.model_path,
                     n_ctx=self.n_ctx,
