@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from fleet import mint_token, running_fleet  # noqa: E402
-from sentinel import MASTER, redis_with_sentinel  # noqa: E402
+from sentinel import fleet_env, redis_with_sentinel  # noqa: E402
 
 from audio_client.headless import HeadlessClient  # noqa: E402
 from audio_client.protocol import StartOptions  # noqa: E402
@@ -102,11 +102,7 @@ def revive_old_primary(trio: Any, folder: Path) -> None:
 async def main_async(args: argparse.Namespace, folder: Path) -> list[dict[str, float]]:
     rows: list[dict[str, float]] = []
     with redis_with_sentinel(folder / "redis", down_after_ms=args.down_after_ms) as trio:
-        env = dict(
-            VF_REDIS_SENTINELS=trio.sentinels, VF_REDIS_SENTINEL_MASTER=MASTER, VF_REDIS_WAIT_REPLICAS="1",
-            VF_TOOLS_DATA_DIR=str(folder / "tools-data"), VF_TOOLS_SEARCH_DIRS="", VF_TOOLS_WEB_PROVIDER="off",
-            VF_LLM_BACKENDS="openai", VF_LLM_OPENAI_BASE_URL=f"http://127.0.0.1:{_free_port()}/v1",
-        )
+        env = fleet_env(trio, folder)
         url = f"redis://127.0.0.1:{trio.primary}/0"
         with running_fleet(url, _free_port(), f"vfbench-{new_id()[:8]}", folder, WORKERS, clean=False,
                            **env) as fleet:

@@ -86,6 +86,20 @@ class RedisTrio:
         raise TimeoutError(f"the replica was not promoted in {timeout} s")
 
 
+def fleet_env(trio: RedisTrio, folder: Path) -> dict[str, str]:
+    """Settings of a fleet that reaches Redis through ``trio``'s Sentinel, its tools' data under ``folder``.
+
+    A tool's writes wait for the replica (``VF_REDIS_WAIT_REPLICAS``). Notes and timers are understood by the
+    intent layer, before any model: no LLM is loaded (a server nobody listens on stands in for it), so what is
+    measured is Redis, and quick.
+    """
+    return dict(
+        VF_REDIS_SENTINELS=trio.sentinels, VF_REDIS_SENTINEL_MASTER=MASTER, VF_REDIS_WAIT_REPLICAS="1",
+        VF_TOOLS_DATA_DIR=str(folder / "tools-data"), VF_TOOLS_SEARCH_DIRS="", VF_TOOLS_WEB_PROVIDER="off",
+        VF_LLM_BACKENDS="openai", VF_LLM_OPENAI_BASE_URL=f"http://127.0.0.1:{_free_port()}/v1",
+    )
+
+
 def _wait(check: object, what: str, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

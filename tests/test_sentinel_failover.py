@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import free_port
 from fleet import mint_token, running_fleet
-from sentinel import MASTER, redis_with_sentinel, sentinel_command
+from sentinel import fleet_env, redis_with_sentinel, sentinel_command
 
 from audio_client.headless import HeadlessClient, TurnResult
 from audio_client.protocol import StartOptions
@@ -51,13 +51,7 @@ async def test_the_fleet_survives_losing_its_redis_primary(tmp_path: Path) -> No
         pytest.skip("redis-server is not installed")
     (tmp_path / "redis").mkdir()
     with redis_with_sentinel(tmp_path / "redis") as trio:
-        env = dict(
-            VF_REDIS_SENTINELS=trio.sentinels, VF_REDIS_SENTINEL_MASTER=MASTER, VF_REDIS_WAIT_REPLICAS="1",
-            VF_TOOLS_DATA_DIR=str(tmp_path / "tools-data"), VF_TOOLS_SEARCH_DIRS="", VF_TOOLS_WEB_PROVIDER="off",
-            # Notes and timers are understood by the intent layer, before any model: no LLM is loaded (a
-            # server nobody listens on stands in for it), so the test is about Redis, and quick.
-            VF_LLM_BACKENDS="openai", VF_LLM_OPENAI_BASE_URL=f"http://127.0.0.1:{free_port()}/v1",
-        )
+        env = fleet_env(trio, tmp_path)
         # With Sentinel, VF_REDIS_URL gives only the database number; the host is whatever the Sentinel names.
         url = f"redis://127.0.0.1:{trio.primary}/0"
         with running_fleet(url, free_port(), f"vftest-{new_id()[:8]}", tmp_path, WORKERS, clean=False,
