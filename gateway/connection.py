@@ -20,6 +20,8 @@ import contextlib
 import logging
 import re
 import time
+from collections.abc import Coroutine
+from typing import Any
 
 import numpy as np
 import soxr
@@ -81,6 +83,10 @@ class TakenOver(Exception):
     """Another connection resumed this session: leave it to that one."""
 
 
+class ClientStalled(Exception):
+    """The client stopped taking what is sent (a send waited past ``send_timeout_s``): treat it as gone."""
+
+
 class RateLimit:
     """Token bucket: ``rate`` units per second sustained, bursts up to ``burst`` (one second's worth by default)."""
 
@@ -139,6 +145,8 @@ class Connection:
         self.text_budget = RateLimit(settings.max_text_messages_per_s)
         self.text_bytes_budget = RateLimit(settings.max_text_bytes_per_s)
         self._send_lock = asyncio.Lock()
+        #: Set when a send to the client timed out: nothing more is sent, and the connection ends.
+        self._stalled = asyncio.Event()
         self._bus_down_reported = False
         self.last_out_id: bytes = b"0-0"
         #: Reply audio the resuming client already has: skipped from the replay.
@@ -154,6 +162,7 @@ class Connection:
             asyncio.create_task(self._inbound(), name="inbound"),
             asyncio.create_task(self._outbound(), name="outbound"),
             asyncio.create_task(self._keepalive(), name="keepalive"),
+            asyncio.create_task(self._watch_stall(), name="stall"),
         ]
         reason, ending = "client closed", "close"
         try:
@@ -165,8 +174,10 @@ class Connection:
                 elif isinstance(exc, Closing):
                     reason = exc.error
                     await self._fail(exc)
-                elif isinstance(exc, WebSocketDisconnect):
+                elif isinstance(exc, (WebSocketDisconnect, ClientStalled)):
                     ending = "detach" if self.settings.resume_grace_s > 0 else "close"
+                    if isinstance(exc, ClientStalled):
+                        reason = "client_stalled"
                 elif isinstance(exc, ClientStopped) or exc is None:
                     pass
                 else:
@@ -188,8 +199,11 @@ class Connection:
             else:
                 log.info("connection left: %s", reason, extra={"session": self.session_id})
             if self.ws.client_state == WebSocketState.CONNECTED:
+                # A stalled client cannot take a close frame either; the server gives up on it
+                # (and drops the TCP connection) after its own close timeout.
                 with contextlib.suppress(Exception):
-                    await self.ws.close(NORMAL)
+                    await asyncio.wait_for(self.ws.close(GOING_AWAY if self._stalled.is_set() else NORMAL),
+                                           self.settings.send_timeout_s)
 
     async def on_cancel(self, turn_id: str, reason: str) -> None:
         """A turn of this session was cancelled (barge-in): tell the client to flush."""
@@ -356,8 +370,11 @@ class Connection:
                  "ms": round((time.monotonic() - self.opened) * 1000)})
 
     async def _fail(self, err: Closing) -> None:
+        if self._stalled.is_set():
+            return
         async with self._send_lock:
-            await close_with_error(self.ws, err, self.session_id)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(close_with_error(self.ws, err, self.session_id), self.settings.send_timeout_s)
 
     # -------------------------------------------------------------- inbound
     async def _inbound(self) -> None:
@@ -545,10 +562,8 @@ class Connection:
                     return
             # A dropped client is noticed by _inbound (which detaches the session for a resume),
             # not here: a failed send must not end the session as an internal error.
-            async with self._send_lock:
-                with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-                    await self.ws.send_bytes(item)
-            metrics.FRAMES_OUT.inc()
+            if await self._deliver(self.ws.send_bytes(item)):
+                metrics.FRAMES_OUT.inc()
             return
         if item.type == "audio_start":
             item.stamp("gateway_sent")
@@ -563,10 +578,37 @@ class Connection:
     async def _send_event(self, msg: Message) -> None:
         if self.ws.client_state != WebSocketState.CONNECTED:
             return
-        metrics.EVENTS_OUT.labels(msg.type).inc()
+        if await self._deliver(self.ws.send_text(codec.encode_text(msg, trace=False))):
+            metrics.EVENTS_OUT.labels(msg.type).inc()
+
+    async def _deliver(self, send: Coroutine[Any, Any, None]) -> bool:
+        """Run one send to the client under the send lock; False if it was not sent.
+
+        A client that stops reading (a frozen tab, a stuck process) while its TCP
+        connection stays up would hold a send, and with it the session, forever:
+        a send that waits past ``send_timeout_s`` marks the client as stalled, and
+        the connection ends as if it had dropped (the session waits for a resume).
+        """
+        if self._stalled.is_set():
+            send.close()
+            return False
         async with self._send_lock:
-            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-                await self.ws.send_text(codec.encode_text(msg, trace=False))
+            try:
+                await asyncio.wait_for(send, self.settings.send_timeout_s)
+            except TimeoutError:
+                if not self._stalled.is_set():
+                    self._stalled.set()
+                    metrics.ERRORS.labels("gateway", "client_stalled").inc()
+                    log.warning("the client took no data for %.0f s; treating it as gone",
+                                self.settings.send_timeout_s, extra={"session": self.session_id})
+                return False
+            except (RuntimeError, WebSocketDisconnect):
+                return False
+        return True
+
+    async def _watch_stall(self) -> None:
+        await self._stalled.wait()
+        raise ClientStalled
 
     async def _send_error(self, code: str, message: str) -> None:
         metrics.ERRORS.labels("gateway", code).inc()

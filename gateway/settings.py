@@ -38,6 +38,11 @@ class GatewaySettings(ServiceSettings):
     max_session_s: float = Field(3600.0, gt=0, description="Longest session")
     idle_timeout_s: float = Field(120.0, gt=0, description="Close a connection silent this long")
     start_timeout_s: float = Field(10.0, gt=0, description="Time allowed for the first message")
+    send_timeout_s: float = Field(
+        15.0, gt=0,
+        description="A client that takes no data for this long (it stopped reading) is treated as gone; "
+                    "its session waits for a resume",
+    )
     max_connections_per_user: int = Field(4, gt=0)
     resume_grace_s: float = Field(
         30.0, ge=0, description="How long a dropped client may resume its session (0: sessions end with the connection)"

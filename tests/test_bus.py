@@ -280,3 +280,30 @@ async def test_slow_work_on_a_live_worker_is_not_taken_for_hung(bus: Bus, bus_se
     finally:
         service.stop()
         await asyncio.wait_for(runner, 10)
+
+
+async def test_a_task_cancelled_in_a_blocking_read_always_ends(bus: Bus) -> None:
+    # Every connection and worker loop ends by being cancelled while it waits in XREAD. redis-py 8.0
+    # and 8.1 could swallow that cancel at some moments (the read returned empty and the loop went on
+    # forever: a gateway connection that never closed). Cancel at many moments; every task must end.
+    stream = bus.keys.out("cancel-check")
+    for _ in range(5):
+        await bus.emit(ToolResult(session_id="cancel-check", call_id="c", name="n", ok=True, data={"x": "y" * 30000}))
+
+    async def reader() -> None:
+        last: bytes | str = "0-0"
+        while True:
+            entries = await bus.read(stream, last, block_ms=1000, count=200)
+            if entries:
+                last = entries[-1].id
+
+    stuck = 0
+    for attempt in range(120):
+        task = asyncio.create_task(reader())
+        await asyncio.sleep(0.001 + (attempt % 24) * 0.00025)
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=2.5)
+        if not done:
+            stuck += 1
+            task.cancel()
+    assert stuck == 0, f"{stuck} of 120 cancelled reads went on reading"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,14 +47,14 @@ def serve_gateway(fleet_env: dict[str, str], tmp_path: Path, **settings: str) ->
     """A gateway process with the tests' small limits, and ``settings`` (VF_GATEWAY_* names) on top."""
     port = free_port()
     env = child_env(fleet_env)
-    env.update(
-        VF_GATEWAY_MAX_FRAME_BYTES="8000",
-        VF_GATEWAY_IDLE_TIMEOUT_S="30",
-        VF_GATEWAY_MAX_CONNECTIONS_PER_USER="2",
-        VF_GATEWAY_REQUIRED_SERVICES="",
-        VF_GATEWAY_RESUME_GRACE_S="1",
+    env.update({
+        "VF_GATEWAY_MAX_FRAME_BYTES": "8000",
+        "VF_GATEWAY_IDLE_TIMEOUT_S": "30",
+        "VF_GATEWAY_MAX_CONNECTIONS_PER_USER": "2",
+        "VF_GATEWAY_REQUIRED_SERVICES": "",
+        "VF_GATEWAY_RESUME_GRACE_S": "1",
         **settings,
-    )
+    })
     proc = Proc(["-m", "gateway", "serve", "--port", str(port)], env, tmp_path / "gateway.log")
     try:
         wait_for_http(proc, f"http://127.0.0.1:{port}/v1/health", timeout=30)
@@ -304,3 +305,47 @@ async def test_a_dropped_client_leaves_its_session_waiting_then_it_ends(gateway:
     assert await bus.is_cancelled(sid, turn)
     ended = [e.message for e in await bus.read(bus.keys.audio(sid), "0", block_ms=10, count=100)]
     assert any(isinstance(m, SessionEnded) and m.reason == "client_gone" for m in ended)
+
+
+async def test_a_client_that_stops_reading_is_let_go_and_its_session_waits(fleet_env: dict[str, str],
+                                                                            tmp_path: Path, bus: Bus) -> None:
+    # A frozen tab or a stuck process: the TCP connection stays up, but nothing is read any more,
+    # so the gateway's sends would wait forever. After the send timeout the client counts as gone.
+    with serve_gateway(fleet_env, tmp_path, VF_GATEWAY_SEND_TIMEOUT_S="2", VF_GATEWAY_RESUME_GRACE_S="60") as gw:
+        sessions = Sessions(bus)
+        # A raw socket that sends the upgrade and ``start``, then reads nothing more than the handshake.
+        port = int(gw.http.rsplit(":", 1)[1])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        writer.write((f"GET /v1/ws/audio HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                      "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      f"Sec-WebSocket-Version: 13\r\nAuthorization: Bearer {gw.token()}\r\n\r\n").encode())
+        assert b" 101 " in await reader.readuntil(b"\r\n\r\n")
+        writer.write(masked_text_frame(json.dumps({"type": "start", "sample_rate": 16000})))
+        await writer.drain()
+
+        async def session_id() -> str | None:
+            return next(iter(await sessions.user_sessions("alice")), None)
+
+        await eventually(session_id, 10)
+        sid = await session_id()
+        piece = bytes(32000)
+        for seq in range(400):  # 13 MB of reply audio: far more than the socket buffers hold
+            await bus.emit(AudioChunk(session_id=sid, turn_id="t1", seq=seq, index=0, last=True,
+                                      final=seq == 399, audio=piece, sample_rate=16000))
+
+        async def detached() -> bool:
+            record = await sessions.load(sid)
+            return record is not None and not record.connection
+
+        await eventually(detached, 30)
+        assert await sessions.is_open(sid)  # kept for a resume, not ended
+        assert gw.log is not None and "took no data" in gw.log.read_text()
+        writer.transport.abort()
+
+
+def masked_text_frame(text: str) -> bytes:
+    """One client-to-server WebSocket text frame (RFC 6455: clients mask, here with a zero key)."""
+    data = text.encode()
+    assert len(data) < 126
+    return bytes([0x81, 0x80 | len(data)]) + bytes(4) + data

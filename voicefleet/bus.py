@@ -114,7 +114,7 @@ class Bus:
         warned = False
         while True:
             try:
-                await self.redis.ping()
+                await self.redis.ping()  # type: ignore[misc]  # redis-py 7 types async replies as X | Awaitable[X]
                 if warned:
                     log.info("Redis is reachable again at %s", self.where)
                 return
@@ -376,7 +376,7 @@ class Bus:
 
     async def wait_reply(self, request_id: str, timeout_s: float) -> Message | None:
         """The next reply for ``request_id``, or None after ``timeout_s``."""
-        item: Any = await self.redis.blpop([self.keys.reply(request_id)], timeout=max(timeout_s, 0.01))
+        item: Any = await self.redis.blpop([self.keys.reply(request_id)], timeout=max(timeout_s, 0.01))  # type: ignore[misc]  # redis-py 7 types async replies as X | Awaitable[X]
         if item is None:
             return None
         raw: bytes = item[1]

@@ -72,17 +72,17 @@ class RemoteCatalogue:
         self.bus = bus
 
     async def publish(self, listing: ServerListing) -> None:
-        await self.bus.redis.hset(self.bus.keys.remote_tools, listing.server, listing.model_dump_json())
+        await self.bus.redis.hset(self.bus.keys.remote_tools, listing.server, listing.model_dump_json())  # type: ignore[misc]  # redis-py 7 types async replies as X | Awaitable[X]
 
     async def keep_only(self, servers: set[str]) -> None:
         """Drop the listings of servers that are no longer configured."""
-        known = await self.bus.redis.hkeys(self.bus.keys.remote_tools)
+        known = await self.bus.redis.hkeys(self.bus.keys.remote_tools)  # type: ignore[misc]  # redis-py 7 types async replies as X | Awaitable[X]
         gone = [k for k in known if _text(k) not in servers]
         if gone:
-            await self.bus.redis.hdel(self.bus.keys.remote_tools, *gone)
+            await self.bus.redis.hdel(self.bus.keys.remote_tools, *gone)  # type: ignore[misc]  # redis-py 7 types async replies as X | Awaitable[X]
 
     async def listings(self) -> dict[str, ServerListing]:
-        raw = await self.bus.redis.hgetall(self.bus.keys.remote_tools)
+        raw = await self.bus.redis.hgetall(self.bus.keys.remote_tools)  # type: ignore[misc]  # redis-py 7 types async replies as X | Awaitable[X]
         out: dict[str, ServerListing] = {}
         for key, value in raw.items():
             try:

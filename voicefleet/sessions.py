@@ -126,7 +126,7 @@ class Sessions:
     # ------------------------------------------------------------ records
     async def load(self, session_id: str) -> SessionRecord | None:
         """The session's record, or None when it is closed or unknown."""
-        raw = await self.bus.redis.hgetall(self.keys.session(session_id))
+        raw = await self.bus.redis.hgetall(self.keys.session(session_id))  # type: ignore[misc]  # redis-py 7 types async replies as X | Awaitable[X]
         return SessionRecord.from_hash(raw) if raw else None
 
     async def for_turn(self, session_id: str, user: str = "") -> SessionRecord:
@@ -146,7 +146,7 @@ class Sessions:
         key = self.keys.session(session_id)
         pipe = self.bus.redis.pipeline(transaction=False)
         pipe.exists(key)
-        pipe.hset(key, mapping=record.to_hash())  # type: ignore[arg-type]
+        pipe.hset(key, mapping=record.to_hash())
         pipe.expire(key, SESSION_TTL_S)
         # Every per-session key lives as long as the session is refreshed, and no longer: after a
         # gateway crash nothing refreshes them, and they expire instead of staying forever.
@@ -217,7 +217,7 @@ class Sessions:
 
     async def attached_connection(self, session_id: str) -> str | None:
         """The connection attached to the session now ("" while away), None once the session is gone."""
-        value = await self.bus.redis.hget(self.keys.session(session_id), "connection")
+        value = await self.bus.redis.hget(self.keys.session(session_id), "connection")  # type: ignore[misc]  # redis-py 7 types async replies as X | Awaitable[X]
         if value is None:
             return None if not await self.bus.redis.exists(self.keys.session(session_id)) else ""
         return _text(value)
@@ -277,7 +277,7 @@ class Sessions:
         for :data:`STALE_AFTER_S` (their gateway died) are freed first.
         """
         now = time.time()
-        reserved = await self.bus.redis.eval(
+        reserved = await self.bus.redis.eval(  # type: ignore[misc]  # redis-py 7 types async replies as X | Awaitable[X]
             _RESERVE_SLOT, 1, self.keys.user_slots(user), connection, now, now - STALE_AFTER_S, limit,
             SESSION_TTL_S,
         )
