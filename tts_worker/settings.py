@@ -16,9 +16,10 @@ class TtsSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="VF_TTS_", env_file=".env", extra="ignore")
 
     default_voice: str = Field(
-        "",
-        description="Voice used when a session names none: a voice name from voices_dir, a path to an "
-        ".onnx file, or hibari for hibari's en_US-hibari-heart (empty: the packaged Piper en_US-joe-medium)",
+        "hibari",
+        description="Voice used when a session names none: hibari (hibari-tts's en_US-hibari-heart, English), "
+        "a Piper voice name from voices_dir, a path to an .onnx file, or empty for the packaged Piper "
+        "en_US-joe-medium. A session in a language the default does not speak gets a loaded voice of its language",
     )
     hibari: bool = Field(
         True,
