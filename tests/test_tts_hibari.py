@@ -121,7 +121,7 @@ async def test_a_session_in_another_language_gets_a_voice_of_its_language(
     # A "French" Piper voice: the packaged model under a French config (the language is what is routed on).
     packaged = piper_voice()
     (tmp_path / "fr_FR-copy-medium.onnx").symlink_to(packaged)
-    config = json.loads(Path(f"{packaged}.json").read_text())
+    config = json.loads(await asyncio.to_thread(Path(f"{packaged}.json").read_text))
     config["language"] = {"code": "fr_FR"}
     config.setdefault("espeak", {})["voice"] = "fr"
     (tmp_path / "fr_FR-copy-medium.onnx.json").write_text(json.dumps(config))

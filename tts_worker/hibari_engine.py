@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 #: The name clients choose it by (Piper's naming: language, speaker, model).
 NAME = "en_US-hibari-heart"
 #: What ``VF_TTS_DEFAULT_VOICE`` may call it: the catalog name, hibari's own voice name and Kokoro's.
-ALIASES = frozenset({NAME.lower(), "hibari", HIBARI_VOICE, f"hibari-{HIBARI_VOICE}", f"hibari:{HIBARI_VOICE}", "af_heart"})
+ALIASES = frozenset(
+    {NAME.lower(), "hibari", HIBARI_VOICE, f"hibari-{HIBARI_VOICE}", f"hibari:{HIBARI_VOICE}", "af_heart"}
+)
 
 
 class HibariUnavailable(ValueError):
