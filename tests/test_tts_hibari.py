@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_tts_worker import say_and_collect, speak, transcribe, whisper  # noqa: F401 - whisper is a fixture
-from tts_support import audio_of, chunks_of, running_worker
+from test_tts_worker import check_turn_complete, say_and_collect, speak, transcribe, whisper  # noqa: F401 - whisper is a fixture
+from tts_support import all_sentences_done, audio_of, chunks_of, read_until, running_worker
 
 from bench.stt_bench import edit_distance
 from bench.tts_bench import spoken_words
@@ -20,7 +20,7 @@ from tts_worker.settings import TtsSettings
 from tts_worker.voices import VoiceCatalog
 from tts_worker.worker import load_voices
 from voicefleet.bus import Bus
-from voicefleet.messages import Notice
+from voicefleet.messages import Notice, new_id
 from voicefleet.models import piper_voice
 from voicefleet.sessions import SessionRecord, Sessions
 from voicefleet.settings import BusSettings
@@ -101,6 +101,20 @@ async def test_both_engines_are_offered_and_chosen_by_name(bus: Bus, bus_setting
     # A hibari voice that is not in the package is unavailable: the default speaks, with a notice.
     notices = [m for m in emma if isinstance(m, Notice)]
     assert notices and notices[0].code == "voice_unavailable"
+
+
+async def test_sentences_synthesized_in_parallel_by_hibari_all_complete(bus: Bus, bus_settings: BusSettings) -> None:
+    # Two syntheses at once share hibari's ONNX sessions and phonemizer.
+    sentences = ["Here is the plan for Saturday.", "First, we pack at 8 am.", "Then, we drive north for 120 km.", ""]
+    turn = new_id()
+    async with running_worker(bus_settings, voices=hibari_catalog(), concurrency=2):
+        for seq, text in enumerate(sentences):
+            request = speak(text, "hib-par", turn=turn, seq=seq, final=seq == len(sentences) - 1, sample_rate=16000)
+            await bus.enqueue(bus.keys.speak, request)
+        messages = await read_until(bus, "hib-par", all_sentences_done(len(sentences)))
+    chunks = chunks_of(messages)
+    check_turn_complete(chunks, len(sentences))
+    assert all(len(audio_of([c for c in chunks if c.seq == seq])) > 8000 for seq in range(3))
 
 
 def test_hibari_voices_outside_the_package_are_refused_without_a_download(
