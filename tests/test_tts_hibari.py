@@ -85,6 +85,16 @@ async def test_hibari_audio_comes_out_at_the_asked_rate_from_its_24_khz(bus: Bus
     assert 2.0 < durations[16000] < 7.0
 
 
+async def test_hibari_follows_the_speaking_rate(bus: Bus, bus_settings: BusSettings) -> None:
+    text = "The weather is sunny and warm today, so take a walk in the park."
+    lengths = {}
+    async with running_worker(bus_settings, voices=hibari_catalog()):
+        for rate in (1.0, 1.5, 0.75):
+            messages = await say_and_collect(bus, speak(text, f"hibpace{rate}", speech_rate=rate, final=True))
+            lengths[rate] = len(audio_of(chunks_of(messages)))
+    assert lengths[1.5] < 0.8 * lengths[1.0] < 0.8 * lengths[0.75]
+
+
 async def test_both_engines_are_offered_and_chosen_by_name(bus: Bus, bus_settings: BusSettings) -> None:
     async with running_worker(bus_settings, voices=hibari_catalog()):
         (status,) = (await bus.health())["tts"]
