@@ -58,8 +58,11 @@ def check_choice(choice: str) -> None:
 
 def info() -> VoiceInfo:
     """The packaged voice, described without loading it."""
+    model = hibari_voice()  # first: says how to install hibari-tts when it is missing
+    from hibari import SAMPLE_RATE
+
     return VoiceInfo(
-        name=NAME, model_path=hibari_voice(), language="en_US", sample_rate=24000, quality="hibari", engine="hibari"
+        name=NAME, model_path=model, language="en_US", sample_rate=int(SAMPLE_RATE), quality="hibari", engine="hibari"
     )
 
 
