@@ -1,26 +1,38 @@
-"""Benchmark of the TTS worker: time to first audio and real-time factor.
+"""Benchmark of the TTS worker: time to first audio, real-time factor, intelligibility.
 
-A TTS worker runs in this process against the real Redis (a key prefix of its
-own) and speaks typical reply sentences, one SpeakRequest at a time, as the
-first sentence of a turn. A client reads the session's out stream and
-measures, per sentence:
+One TTS worker per configuration (voice, ONNX threads, first-piece cutting)
+runs in this process against the real Redis (a key prefix of its own) and
+speaks typical reply sentences, one SpeakRequest at a time, as the first
+sentence of a turn. The configurations take turns sentence pass by sentence
+pass (A, B, C, then C, B, A...), so load from other work on the machine falls
+on all of them alike. A client reads the session's out stream and measures,
+per sentence:
 
 * first audio: SpeakRequest enqueued -> first AudioChunk read by the client;
 * real-time factor (RTF): enqueued -> last chunk read, over the audio length;
-* engine RTF: Piper's synthesis time alone over the audio length;
+* engine RTF: the voice's synthesis time alone over the audio length;
 * where the first audio's wait went (p50): ``queue`` (enqueued -> the worker
   starts), ``synth`` (start -> first piece ready), ``delivery`` (-> client).
 
 "short" sentences have at most 60 characters, "long" ones more (those are cut
 at their first clause unless ``no-first-cut``).
 
-Each configuration (ONNX threads, first-piece cutting) runs alone and while
-SmolLM2 generates continuously in a background thread (llama.cpp, the LLM
-the fleet ships), as it does on a one-machine install while a reply streams.
+Every configuration runs alone and while SmolLM2 generates continuously in a
+background thread (llama.cpp, the LLM the fleet ships), as it does on a
+one-machine install while a reply streams.
 
-    python bench/tts_bench.py [--runs 3] [--threads 1,2] [--llm-threads 2] [--no-llm]
+``--wer`` adds intelligibility: each voice speaks the sentences of
+bench/data/tts_sentences_en.txt through the worker (normalization,
+resampling to 16 kHz), Whisper base transcribes the audio, and the word error
+rate is counted against the text, both sides read through the worker's
+normalizer (so "18°C" and "eighteen degrees" are the same words).
 
-Prints a table and writes bench/results/tts.json.
+    python bench/tts_bench.py [--runs 3] [--configs joe:1,joe:2,joe:1:nocut,hibari:1,hibari:2]
+                              [--llm-threads 2] [--no-llm] [--wer]
+
+A configuration is ``voice:threads`` (a voice name or a unique part of one),
+``:nocut`` turning the first-piece cut off. Prints tables and writes
+bench/results/tts.json.
 """
 
 from __future__ import annotations
@@ -29,21 +41,27 @@ import argparse
 import asyncio
 import contextlib
 import os
+import re
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import summary, table, write  # noqa: E402
+from bench.stt_bench import edit_distance, wer_words  # noqa: E402
+from tts_worker.normalize import normalize  # noqa: E402
 from tts_worker.settings import TtsSettings  # noqa: E402
+from tts_worker.voices import VoiceCatalog  # noqa: E402
 from tts_worker.worker import TtsService, load_voices  # noqa: E402
 from voicefleet.bus import Bus  # noqa: E402
 from voicefleet.messages import AudioChunk, SpeakRequest, new_id  # noqa: E402
-from voicefleet.models import smollm2_gguf  # noqa: E402
+from voicefleet.models import smollm2_gguf, whisper_base_dir  # noqa: E402
 from voicefleet.settings import BusSettings  # noqa: E402
 
 SENTENCES = [
@@ -56,6 +74,7 @@ SENTENCES = [
     "and let it steep for about four minutes before you pour.",
 ]
 OUT_RATE = 16000
+WER_SENTENCES = ROOT / "bench" / "data" / "tts_sentences_en.txt"
 
 
 class LlmLoad:
@@ -88,14 +107,17 @@ class LlmLoad:
         self._thread.join(timeout=10)
 
 
-async def speak_once(bus: Bus, text: str) -> dict[str, float]:
+async def speak_once(bus: Bus, text: str, voice: str | None = None, keep: bool = False) -> dict[str, Any]:
     session = f"bench-{new_id()[:8]}"
     stream = bus.keys.out(session)
-    request = SpeakRequest(session_id=session, turn_id=new_id(), seq=0, text=text, sample_rate=OUT_RATE, final=True)
+    request = SpeakRequest(
+        session_id=session, turn_id=new_id(), seq=0, text=text, voice=voice, sample_rate=OUT_RATE, final=True
+    )
     started, enqueued_at = time.perf_counter(), time.time()
     await bus.enqueue(bus.keys.speak, request)
     first = None
     stages: dict[str, float] = {}
+    audio: list[bytes] = []
     samples = 0
     last_id: bytes | str = "0"
     while True:
@@ -113,91 +135,167 @@ async def speak_once(bus: Bus, text: str) -> dict[str, float]:
                     "delivery_ms": (time.time() - msg.ts["tts_first_audio"]) * 1000,
                 }
             samples += len(msg.audio) // 2
+            if keep:
+                audio.append(msg.audio)
             if msg.last:
                 ended = time.perf_counter()
                 await bus.redis.delete(stream)
                 audio_s = samples / OUT_RATE
                 return {
                     "first_ms": (first - started) * 1000,
-                    "rtf": (ended - started) / audio_s,
+                    "rtf": (ended - started) / audio_s if audio_s else float("nan"),
                     "audio_s": audio_s,
+                    "audio": b"".join(audio),
                     **stages,
                 }
 
 
-def engine_rtf(service: TtsService, text: str) -> float:
-    assert service.catalog is not None
-    engine = service.catalog.resolve(None)
+_WHISPER_TIME = re.compile(r"\b(\d{1,2})[.:]?(\d{2})\s?([ap])\.?m\b\.?", re.IGNORECASE)
+
+
+def spoken_words(text: str) -> list[str]:
+    """The words of ``text`` as a voice says them: through the worker's normalizer, then WER-normalized.
+
+    Used on both sides of the round trip, so "18°C" and "eighteen degrees Celsius" match. Whisper
+    writes some times its own way ("7.45am", "745am"), which the normalizer would read as numbers:
+    those are taken as times first, and "a m" / "p m" count as one word either way.
+    """
+    words = wer_words(normalize(_WHISPER_TIME.sub(r"\1:\2 \3m", text)))
+    out: list[str] = []
+    for word in words:
+        if word == "m" and out and out[-1] in ("a", "p"):
+            out[-1] += "m"
+        else:
+            out.append(word)
+    return out
+
+
+def engine_rtf(catalog: VoiceCatalog, voice: str, text: str) -> float:
+    engine = catalog.resolve(voice)
     assert engine is not None
     started = time.perf_counter()
-    samples = sum(len(part) for part in engine.synthesize(text))
+    samples = sum(len(part) for part in engine.synthesize(normalize(text)))
     return (time.perf_counter() - started) / (samples / engine.sample_rate)
 
 
-async def run_config(
-    bus_settings: BusSettings, settings: dict[str, Any], runs: int, catalogs: dict[int, Any]
-) -> dict[str, Any]:
-    tts = TtsSettings(bus=bus_settings, concurrency=1, **settings)
-    if tts.threads not in catalogs:
-        catalogs[tts.threads] = await asyncio.to_thread(load_voices, tts)
-    service = TtsService(tts, catalog=catalogs[tts.threads])
+class Config:
+    """One worker under test: a voice, its ONNX threads, first-piece cutting; its own key prefix."""
+
+    def __init__(self, spec: str, prefix: str) -> None:
+        voice, threads, *rest = spec.split(":")
+        self.spec, self.voice, self.threads, self.cut = spec, voice, int(threads), "nocut" not in rest
+        self.bus_settings = BusSettings(key_prefix=prefix)
+        self.samples: dict[str, dict[str, list[float]]] = {}
+        self.llm_tokens = 0.0
+        self.llm_seconds = 0.0
+
+    def add(self, load: str, key: str, value: float) -> None:
+        self.samples.setdefault(load, {}).setdefault(key, []).append(value)
+
+
+async def start(config: Config, catalog: VoiceCatalog) -> tuple[TtsService, asyncio.Task[None], Bus]:
+    extra = {} if config.cut else {"first_piece_chars": 0}
+    tts = TtsSettings(bus=config.bus_settings, concurrency=1, threads=config.threads, **extra)  # type: ignore[arg-type]
+    service = TtsService(tts, catalog=catalog)
     task = asyncio.create_task(service.run())
-    bus = Bus(bus_settings)
-    try:
-        while not service.ready:  # noqa: ASYNC110 - Service exposes a flag, not an event
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.3)
-        await speak_once(bus, "Warming up.")
-        first, rtf, engine = [], [], []
-        first_long, first_short = [], []
-        stages: dict[str, list[float]] = {"queue_ms": [], "synth_ms": [], "delivery_ms": []}
-        for _ in range(runs):
-            for text in SENTENCES:
-                result = await speak_once(bus, text)
-                first.append(result["first_ms"])
-                rtf.append(result["rtf"])
-                (first_long if len(text) > 60 else first_short).append(result["first_ms"])
-                for stage, values in stages.items():
-                    values.append(result[stage])
-            engine.append(await asyncio.to_thread(engine_rtf, service, SENTENCES[-2]))
-        return {"first_audio_ms": summary(first), "first_audio_short_ms": summary(first_short),
-                "first_audio_long_ms": summary(first_long), "rtf": summary(rtf), "engine_rtf": summary(engine),
-                **{stage: summary(values) for stage, values in stages.items()}}  # fmt: skip
-    finally:
-        service.stop()
-        await asyncio.wait_for(task, 15)
-        await bus.redis.delete(bus.keys.speak)
-        await bus.close()
+    bus = Bus(config.bus_settings)
+    while not service.ready:  # noqa: ASYNC110 - Service exposes a flag, not an event
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
+    engine = catalog.resolve(config.voice)
+    if engine is None:
+        raise SystemExit(f"no voice matches {config.voice!r}: {', '.join(catalog.names)}")
+    config.voice = engine.name
+    await speak_once(bus, "Warming up.", config.voice)
+    return service, task, bus
+
+
+async def one_pass(config: Config, bus: Bus, catalog: VoiceCatalog, load: str) -> None:
+    for text in SENTENCES:
+        result = await speak_once(bus, text, config.voice)
+        config.add(load, "first_audio_ms", result["first_ms"])
+        config.add(load, "first_audio_long_ms" if len(text) > 60 else "first_audio_short_ms", result["first_ms"])
+        config.add(load, "rtf", result["rtf"])
+        for stage in ("queue_ms", "synth_ms", "delivery_ms"):
+            config.add(load, stage, result[stage])
+    config.add(load, "engine_rtf", await asyncio.to_thread(engine_rtf, catalog, config.voice, SENTENCES[-2]))
+
+
+def read_sentences(path: Path) -> list[str]:
+    lines = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+async def intelligibility(voices: list[tuple[Config, Bus]], sentences: list[str]) -> dict[str, Any]:
+    """Round-trip word error rate: each voice speaks every sentence, Whisper base writes it down."""
+    from faster_whisper import WhisperModel
+
+    whisper = WhisperModel(str(whisper_base_dir()), device="cpu", compute_type="int8", cpu_threads=2)
+    out: dict[str, Any] = {}
+    for config, bus in voices:
+        errors = words = 0
+        misses = []
+        for text in sentences:
+            result = await speak_once(bus, text, config.voice, keep=True)
+            pcm = np.frombuffer(result["audio"], dtype=np.int16).astype(np.float32) / 32768.0
+            segments, _ = await asyncio.to_thread(whisper.transcribe, pcm, beam_size=5, language="en")
+            heard = " ".join(s.text for s in segments)
+            ref, hyp = spoken_words(text), spoken_words(heard)
+            wrong = edit_distance(ref, hyp)
+            errors, words = errors + wrong, words + len(ref)
+            if wrong:
+                misses.append({"text": text, "heard": heard.strip(), "errors": wrong})
+        out[config.voice] = {"wer": errors / words, "errors": errors, "words": words, "misses": misses}
+        print(f"WER {config.voice}: {errors}/{words} = {errors / words:.2%}", file=sys.stderr)
+    return out
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=3, help="passes over the sentences per configuration")
-    parser.add_argument("--threads", default="1,2", help="ONNX Runtime thread counts to compare")
+    parser.add_argument("--runs", type=int, default=3, help="passes over the sentences per configuration and load")
+    parser.add_argument("--configs", default="joe:1,joe:2,joe:1:nocut,hibari:1,hibari:2",
+                        help="voice:threads[:nocut], comma separated")  # fmt: skip
     parser.add_argument("--llm-threads", type=int, default=2, help="llama.cpp threads of the background LLM")
     parser.add_argument("--no-llm", action="store_true", help="skip the runs with the LLM generating")
+    parser.add_argument("--wer", action="store_true", help="also the round-trip word error rate through Whisper")
+    parser.add_argument("--wer-only", action="store_true", help="only the word error rate (no timing)")
     args = parser.parse_args()
 
-    bus_settings = BusSettings(key_prefix=f"bench-tts-{new_id()[:6]}")
-    configs: list[dict[str, Any]] = [{"threads": int(t)} for t in args.threads.split(",")]
-    configs.append({"threads": int(args.threads.split(",")[0]), "first_piece_chars": 0})
-    catalogs: dict[int, Any] = {}
-    rows: list[dict[str, Any]] = []
+    base = f"bench-tts-{new_id()[:6]}"
+    configs = [Config(spec, f"{base}-{i}") for i, spec in enumerate(args.configs.split(","))]
+    catalogs: dict[int, VoiceCatalog] = {}
+    for config in configs:
+        if config.threads not in catalogs:
+            catalogs[config.threads] = await asyncio.to_thread(load_voices, TtsSettings(threads=config.threads))
+    running = [await start(c, catalogs[c.threads]) for c in configs]
+    loads = [] if args.wer_only else ["alone"] if args.no_llm else ["alone", "llm"]
     results: list[dict[str, Any]] = []
-    for load in ["alone"] if args.no_llm else ["alone", "llm"]:
-        with LlmLoad(args.llm_threads) if load == "llm" else contextlib.nullcontext() as llm:
+    rows: list[dict[str, Any]] = []
+    loadavg: dict[str, list[float]] = {}
+    wer: dict[str, Any] = {}
+    try:
+        for load in loads:
+            with LlmLoad(args.llm_threads) if load == "llm" else contextlib.nullcontext() as llm:
+                for run in range(args.runs):
+                    order = list(zip(configs, running, strict=True))
+                    for config, (_, _, bus) in order if run % 2 == 0 else reversed(order):
+                        tokens_before, started = (llm.tokens if llm else 0), time.perf_counter()
+                        await one_pass(config, bus, catalogs[config.threads], load)
+                        if llm:
+                            config.llm_tokens += llm.tokens - tokens_before
+                            config.llm_seconds += time.perf_counter() - started
+                    loadavg.setdefault(load, []).append(os.getloadavg()[0])
+                    print(f"done: pass {run + 1} / {load}", file=sys.stderr)
             for config in configs:
-                tokens_before, started = (llm.tokens if llm else 0), time.perf_counter()
-                measured = await run_config(bus_settings, config, args.runs, catalogs)
-                tok_s = ((llm.tokens - tokens_before) / (time.perf_counter() - started)) if llm else 0.0
-                name = f"threads={config['threads']}" + (" no-first-cut" if "first_piece_chars" in config else "")
+                measured = {key: summary(values) for key, values in config.samples[load].items()}
+                tok_s = config.llm_tokens / config.llm_seconds if load == "llm" and config.llm_seconds else 0.0
                 # Other work on the machine skews every figure: keep the load beside them.
-                load_avg = os.getloadavg()[0]
-                results.append(
-                    {"config": config, "load": load, **measured, "llm_tokens_per_s": tok_s, "loadavg_1m": load_avg}
-                )
+                load_avg = max(loadavg[load])
+                results.append({"config": config.spec, "voice": config.voice, "threads": config.threads,
+                                "first_cut": config.cut, "load": load, **measured, "llm_tokens_per_s": tok_s,
+                                "loadavg_1m_max": load_avg})  # fmt: skip
                 rows.append({
-                    "config": name, "load": load,
+                    "config": config.spec, "load": load,
                     "first p50 ms": measured["first_audio_ms"]["p50"],
                     "first p90 ms": measured["first_audio_ms"]["p90"],
                     "short p50": measured["first_audio_short_ms"]["p50"],
@@ -205,11 +303,25 @@ async def main() -> None:
                     "queue": measured["queue_ms"]["p50"], "synth": measured["synth_ms"]["p50"],
                     "delivery": measured["delivery_ms"]["p50"],
                     "RTF p50": measured["rtf"]["p50"], "engine RTF": measured["engine_rtf"]["p50"],
-                    "LLM tok/s": tok_s, "loadavg": load_avg,
+                    "LLM tok/s": tok_s, "loadavg max": load_avg,
                 })  # fmt: skip
-                print(f"done: {name} / {load}", file=sys.stderr)
-    print(table(rows, list(rows[0])))
-    path = write("tts", {"sentences": SENTENCES, "output_rate": OUT_RATE, "runs": args.runs, "results": results})
+        if args.wer or args.wer_only:
+            voices = {c.voice: (c, bus) for c, (_, _, bus) in zip(configs, running, strict=True) if c.cut}
+            wer = await intelligibility(list(voices.values()), read_sentences(WER_SENTENCES))
+    finally:
+        for service, task, bus in running:
+            service.stop()
+            await asyncio.wait_for(task, 15)
+            await bus.redis.delete(bus.keys.speak)
+            await bus.close()
+    if rows:
+        print(table(rows, list(rows[0])))
+    if wer:
+        print()
+        wer_rows = [{"voice": v, "WER": w["wer"], "errors": w["errors"], "words": w["words"]} for v, w in wer.items()]
+        print(table(wer_rows, list(wer_rows[0])))
+    path = write("tts", {"sentences": SENTENCES, "output_rate": OUT_RATE, "runs": args.runs, "results": results,
+                         "wer_sentences": str(WER_SENTENCES.relative_to(ROOT)), "wer": wer})  # fmt: skip
     print(f"\nwrote {path}")
 
 

@@ -173,6 +173,15 @@ def test_first_piece_is_cut_short_only_at_a_clause() -> None:
     assert split_for_speech(no_clause, 200, first_max_chars=60) == [no_clause]
 
 
+def test_a_title_or_an_initial_does_not_end_a_sentence() -> None:
+    text = "Your appointment with Dr. Okafor is at ten. J. K. Rowling wrote it. Mrs. Smith agreed."
+    assert split_for_speech(text, 45) == [
+        "Your appointment with Dr. Okafor is at ten.", "J. K. Rowling wrote it. Mrs. Smith agreed.",
+    ]  # fmt: skip
+    first = split_for_speech("Dr. Okafor will see you tomorrow, at ten in the morning.", 200, first_max_chars=40)
+    assert first == ["Dr. Okafor will see you tomorrow,", "at ten in the morning."]
+
+
 def test_every_word_survives_splitting() -> None:
     text = normalize("Well, $5.99 is fine; but 1,000 items? That's 3.5% of 2026-11-23's budget! " * 8)
     for limit in (30, 80, 200):
@@ -233,6 +242,7 @@ def test_voices_are_discovered_beside_the_default_and_broken_ones_skipped(tmp_pa
         "language": "en_US",
         "sample_rate": 22050,
         "quality": "medium",
+        "engine": "piper",
     }
     assert discover(packaged, tmp_path / "missing") == infos[:1]
 
@@ -276,3 +286,22 @@ def test_catalog_resolves_what_people_type() -> None:
     assert name("amy") is None  # two voices match: ambiguous
     assert name("nobody") is None
     assert catalog.status()["voices"] == ["en_US-joe-medium", "en_US-amy-low", "en_GB-amy-high"]
+
+
+def test_the_default_voice_gives_way_to_one_of_the_sessions_language() -> None:
+    infos = [
+        VoiceInfo(name, Path(f"{name}.onnx"), name[:5], 22050, "medium")
+        for name in ("en_US-joe-medium", "fr_FR-siwis-medium", "de_DE-thorsten-low", "fr_FR-tom-medium")
+    ]
+    catalog = VoiceCatalog({i.name: _Silent(i.name) for i in infos}, infos, default="en_US-joe-medium")
+
+    def name(choice: str | None, language: str) -> str | None:
+        engine = catalog.resolve(choice, language)
+        return engine.name if engine else None
+
+    assert catalog.languages == {"en", "fr", "de"}
+    assert name(None, "fr") == name("default", "fr-CA") == "fr_FR-siwis-medium"  # the first French voice
+    assert name(None, "DE") == "de_DE-thorsten-low"
+    assert name(None, "en-GB") == name(None, "") == name(None, "auto") == "en_US-joe-medium"
+    assert name(None, "es") == "en_US-joe-medium"  # no Spanish voice: the default
+    assert name("tom", "de") == "fr_FR-tom-medium"  # a voice asked by name is that voice

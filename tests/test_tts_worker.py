@@ -153,7 +153,7 @@ async def test_health_advertises_the_voices(bus: Bus, bus_settings: BusSettings)
     assert status["ready"] and status["default_voice"] == "en_US-joe-medium"
     assert status["voices"] == ["en_US-joe-medium"]
     assert status["voice_info"][0] == {
-        "name": "en_US-joe-medium", "language": "en_US", "sample_rate": 22050, "quality": "medium",
+        "name": "en_US-joe-medium", "language": "en_US", "sample_rate": 22050, "quality": "medium", "engine": "piper",
     }  # fmt: skip
 
 
@@ -257,7 +257,7 @@ async def test_voices_from_a_folder_are_offered_and_used(bus: Bus, bus_settings:
     packaged = piper_voice()
     (tmp_path / "en_GB-copy-medium.onnx").symlink_to(packaged)
     shutil.copy(f"{packaged}.json", tmp_path / "en_GB-copy-medium.onnx.json")
-    voices = await asyncio.to_thread(load_voices, TtsSettings(voices_dir=tmp_path))
+    voices = await asyncio.to_thread(load_voices, TtsSettings(voices_dir=tmp_path, default_voice="", hibari=False))
     async with running_worker(bus_settings, voices=voices):
         (status,) = (await bus.health())["tts"]
         messages = await say_and_collect(bus, speak("Good morning.", "s-copy", voice="en_GB-copy-medium", final=True))

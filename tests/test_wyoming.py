@@ -57,6 +57,8 @@ async def test_describe_lists_what_the_workers_run(protocol_fleet: ProtocolFleet
                                      until=("info",)))[-1])
     voices = {v.name: v for v in tts.tts[0].voices}
     assert "en_US-joe-medium" in voices and voices["en_US-joe-medium"].languages == ["en_US"]
+    assert voices["en_US-joe-medium"].attribution.name == "Piper"
+    assert voices["en_US-hibari-heart"].attribution.name == "hibari"  # the English default voice
 
     wake = Info.from_event((await ask(protocol_fleet.uri(protocol_fleet.wake_port), Describe().event(),
                                       until=("info",)))[-1])

@@ -20,8 +20,12 @@ from voicefleet.settings import BusSettings
 
 @functools.lru_cache(maxsize=1)
 def catalog() -> VoiceCatalog:
-    """The packaged voice, loaded and warmed once for the whole test run."""
-    return load_voices(TtsSettings())
+    """The packaged Piper voice alone, loaded and warmed once for the whole test run.
+
+    The worker's behaviour is tested with Piper (the slower engine, whose long sentences a cancel
+    can cut); hibari, the default English voice, has its own tests in test_tts_hibari.py.
+    """
+    return load_voices(TtsSettings(default_voice="", hibari=False))
 
 
 @asynccontextmanager

@@ -14,7 +14,7 @@ from .worker import TtsService
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="vf-tts",
-        description="TTS worker: synthesizes speech requests from the bus with Piper and streams "
+        description="TTS worker: synthesizes speech requests from the bus with hibari or Piper and streams "
         "PCM chunks back. Settings come from VF_TTS_* (and VF_* for Redis) environment variables "
         "or .env; see .env.example.",
     )

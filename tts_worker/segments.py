@@ -13,7 +13,11 @@ from __future__ import annotations
 import re
 from collections import deque
 
-_SENTENCE_BREAK = re.compile(r"(?<=[.!?;:])[\"')\]]*\s+|\n+")
+# A full stop after a title or an initial ("Dr. Okafor", "J. K. Rowling") does not end a sentence:
+# a cut there makes the voice pause and drop its pitch in the middle of a name.
+_TITLES = ("Dr", "Mr", "Mrs", "Ms", "Mx", "Prof", "St", "Mt", "Jr", "Sr", "Capt", "Gen", "Lt", "Col", "Sgt", "Rev")
+_NOT_AN_END = "".join(f"(?<!\\b{t}\\.)" for t in _TITLES) + r"(?<!\b[A-Z]\.)"
+_SENTENCE_BREAK = re.compile(rf"(?<=[.!?;:]){_NOT_AN_END}[\"')\]]*\s+|\n+")
 _CLAUSE_BREAK = re.compile(r"(?<=[,;:])\s+|\s+(?=[-(])")
 
 

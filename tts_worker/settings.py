@@ -16,15 +16,21 @@ class TtsSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="VF_TTS_", env_file=".env", extra="ignore")
 
     default_voice: str = Field(
-        "",
-        description="Voice used when a session names none: a voice name from voices_dir or a path "
-        "to an .onnx file (empty: the packaged en_US-joe-medium)",
+        "hibari",
+        description="Voice used when a session names none: hibari (hibari-tts's en_US-hibari-heart, English), "
+        "a Piper voice name from voices_dir, a path to an .onnx file, or empty for the packaged Piper "
+        "en_US-joe-medium. A session in a language the default does not speak gets a loaded voice of its language",
+    )
+    hibari: bool = Field(
+        True,
+        description="Also load hibari-tts's packaged voice en_US-hibari-heart (English; its other voices "
+        "download at run time and are never used)",
     )
     voices_dir: Path | None = Field(
         None, description="Folder of extra Piper voices: every *.onnx with its .onnx.json beside it"
     )
     concurrency: int = Field(2, ge=1, le=16, description="Sentences synthesized at once by this process")
-    threads: int = Field(1, ge=1, le=64, description="ONNX Runtime threads per synthesis")
+    threads: int = Field(1, ge=1, le=64, description="ONNX Runtime threads per synthesis (Piper and hibari)")
     chunk_ms: int = Field(100, ge=10, le=2000, description="Longest audio piece sent on the bus, in milliseconds")
     max_chars_per_synthesis: int = Field(
         200, ge=20, description="Most characters synthesized in one go; longer text is split at sentences and clauses"

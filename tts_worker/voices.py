@@ -1,8 +1,10 @@
-"""The voice catalog: which Piper voices this worker offers, and by what names.
+"""The voice catalog: which voices this worker offers, and by what names.
 
-A voice is an ``.onnx`` model with its ``.onnx.json`` config beside it; its
-name is the file name without ``.onnx`` (``en_US-joe-medium``). The packaged
-voice is always offered; a voices folder adds more.
+A Piper voice is an ``.onnx`` model with its ``.onnx.json`` config beside it;
+its name is the file name without ``.onnx`` (``en_US-joe-medium``). The
+packaged Piper voice is always offered; a voices folder adds more, and
+``VF_TTS_HIBARI`` adds hibari's packaged voice (``en_US-hibari-heart``, see
+:mod:`tts_worker.hibari_engine`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ class VoiceInfo:
     language: str
     sample_rate: int
     quality: str
+    #: The engine that speaks it: "piper" or "hibari".
+    engine: str = "piper"
 
     @classmethod
     def from_model(cls, model_path: Path) -> VoiceInfo:
@@ -106,15 +110,18 @@ class VoiceCatalog:
     def names(self) -> list[str]:
         return [i.name for i in self.infos]
 
-    def resolve(self, choice: str | None) -> SpeechEngine | None:
+    def resolve(self, choice: str | None, language: str = "") -> SpeechEngine | None:
         """The voice for ``choice``; None when nothing matches.
 
-        Empty or "default" means the default voice. Besides the exact name, a
-        case-insensitive name or a unique part of one ("joe") is accepted, as
-        people type what they heard, not the file name.
+        Empty or "default" means the default voice, unless the session speaks
+        a ``language`` ("fr", "fr-CA") the default voice does not and a loaded
+        voice does: the first such voice then (an English-only default such as
+        hibari never reads French when a French Piper voice is there). Besides
+        the exact name, a case-insensitive name or a unique part of one
+        ("joe") is accepted, as people type what they heard, not the file name.
         """
         if not choice or choice.lower() == "default":
-            return self._engines[self.default]
+            return self._engines[self.for_language(language)]
         if choice in self._engines:
             return self._engines[choice]
         lowered = choice.lower()
@@ -123,6 +130,21 @@ class VoiceCatalog:
         matches = exact or partial
         return self._engines[matches[0]] if len(matches) == 1 else None
 
+    @property
+    def languages(self) -> set[str]:
+        """The languages of the loaded voices ("en", "fr")."""
+        return {_primary(i.language) for i in self.infos}
+
+    def for_language(self, language: str) -> str:
+        """The default voice, or the first voice of ``language`` when the default does not speak it."""
+        wanted = _primary(language)
+        if not wanted or wanted == "auto":
+            return self.default
+        by_name = {i.name: i for i in self.infos}
+        if _primary(by_name[self.default].language) == wanted:
+            return self.default
+        return next((i.name for i in self.infos if _primary(i.language) == wanted), self.default)
+
     def status(self) -> dict[str, Any]:
         """The health-key fields the gateway lists voices from."""
         return {
@@ -130,3 +152,8 @@ class VoiceCatalog:
             "default_voice": self.default,
             "voice_info": [i.public() for i in self.infos],
         }
+
+
+def _primary(language: str) -> str:
+    """The primary subtag of a language code: "en_US", "en-us" and "EN" are all "en"."""
+    return language.replace("-", "_").split("_")[0].lower()

@@ -32,10 +32,11 @@ import numpy as np
 from voicefleet import metrics, tracing
 from voicefleet.audio import BUS_RATE, clamp_rate
 from voicefleet.messages import AudioChunk, Cancel, Error, Message, Notice, SpeakRequest, TtsRequest, now
-from voicefleet.models import piper_voice
+from voicefleet.models import ModelMissing, piper_voice
 from voicefleet.service import Service
 from voicefleet.sessions import Sessions
 
+from . import hibari_engine
 from .cancels import CancelBook
 from .engine import SpeechEngine
 from .normalize import normalize
@@ -43,7 +44,7 @@ from .piper_engine import PiperEngine
 from .segments import split_for_speech
 from .settings import TtsSettings
 from .stream import PieceCutter
-from .voices import VoiceCatalog, discover, resolve_model
+from .voices import VoiceCatalog, VoiceInfo, discover, resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +63,27 @@ class TextTooLong(ValueError):
 def load_voices(settings: TtsSettings) -> VoiceCatalog:
     """Load and warm every voice (blocking: run it in a thread)."""
     packaged = piper_voice()
-    default_model = resolve_model(settings.default_voice, settings.voices_dir, packaged)
+    hibari_default = hibari_engine.names_it(settings.default_voice)
+    try:
+        default_model = resolve_model("" if hibari_default else settings.default_voice, settings.voices_dir, packaged)
+    except FileNotFoundError:
+        hibari_engine.check_choice(settings.default_voice)  # "emma": say why, rather than "not found"
+        raise
     infos = discover(default_model, settings.voices_dir)
     if default_model != packaged and packaged.name not in {i.model_path.name for i in infos}:
         infos += discover(packaged, None)  # the packaged voice stays available by name
+    if hibari_default:
+        infos.insert(0, hibari_engine.info())
+    elif settings.hibari:
+        try:
+            infos.append(hibari_engine.info())
+        except ModelMissing as exc:
+            log.warning("not offering hibari's voice: %s", exc)
     engines: dict[str, SpeechEngine] = {}
     for info in infos:
         started = time.monotonic()
         try:
-            engine = PiperEngine.load(info, threads=settings.threads)
+            engine = _load_engine(info, settings.threads)
             engine.warm()
         except Exception:
             if info is infos[0]:
@@ -80,6 +93,12 @@ def load_voices(settings: TtsSettings) -> VoiceCatalog:
         engines[info.name] = engine
         log.info("voice %s loaded and warm", info.name, extra={"ms": round((time.monotonic() - started) * 1000)})
     return VoiceCatalog(engines, infos, default=infos[0].name)
+
+
+def _load_engine(info: VoiceInfo, threads: int) -> SpeechEngine:
+    if info.engine == "hibari":
+        return hibari_engine.HibariEngine.load(threads=threads)
+    return PiperEngine.load(info, threads=threads)
 
 
 @dataclass
@@ -95,7 +114,7 @@ class Plan:
 
 
 class TtsService(Service):
-    """Synthesizes speech requests with Piper and streams the audio in short pieces."""
+    """Synthesizes speech requests (Piper or hibari voices) and streams the audio in short pieces."""
 
     name = "tts"
 
@@ -162,7 +181,14 @@ class TtsService(Service):
             return
 
         index = 0
-        asked_rate = msg.sample_rate or await self._session_rate(msg.session_id)
+        asked_rate, language = msg.sample_rate, ""
+        # The session record gives the client's rate when none was asked, and the session's language
+        # when no voice was named and the loaded voices speak more than one.
+        assert self.catalog is not None, "setup() loads the voices before any request"
+        if not asked_rate or (not msg.voice and len(self.catalog.languages) > 1):
+            record = await self.sessions.load(msg.session_id)
+            asked_rate = asked_rate or (record.output_sample_rate if record is not None else BUS_RATE)
+            language = record.language if record is not None else ""
         rate_hz = self._output_rate(asked_rate, None)
 
         async def send(audio: bytes, last: bool) -> None:
@@ -189,7 +215,7 @@ class TtsService(Service):
             return not (ask_redis and await self.bus.is_cancelled(msg.session_id, msg.turn_id))
 
         try:
-            plan = self._plan(msg.text, msg.voice, msg.speech_rate, asked_rate, first=msg.seq == 0)
+            plan = self._plan(msg.text, msg.voice, msg.speech_rate, asked_rate, first=msg.seq == 0, language=language)
             if plan.voice_missing and msg.seq == 0:
                 await self.bus.emit(
                     Notice(
@@ -217,14 +243,10 @@ class TtsService(Service):
         first_ms = round((ts.get("tts_first_audio", ts["tts_start"]) - ts["tts_start"]) * 1000)
         tracing.set_attributes(pieces=index, first_audio_ms=first_ms)
         log.info(
-            "spoke sentence %d%s: %d pieces, first audio after %d ms",
-            msg.seq, " (final)" if msg.final else "", index, first_ms, extra={**ctx, "ms": elapsed_ms},
+            "spoke sentence %d%s: %d pieces, first audio after %d ms, with %s",
+            msg.seq, " (final)" if msg.final else "", index, first_ms, plan.engine.name,
+            extra={**ctx, "ms": elapsed_ms},
         )  # fmt: skip
-
-    async def _session_rate(self, session_id: str) -> int:
-        """The rate the session's client asked reply audio at (the bus rate for an unknown session)."""
-        record = await self.sessions.load(session_id)
-        return record.output_sample_rate if record is not None else BUS_RATE
 
     async def _fail_sentence(self, msg: SpeakRequest, code: str, message: str, send: Send) -> None:
         """Report the error, then close the sentence so the turn's audio does not stall."""
@@ -290,19 +312,21 @@ class TtsService(Service):
         assert self.catalog is not None
         return f"There is no voice called {choice!r}. Available voices: {', '.join(self.catalog.names)}."
 
-    def _plan(self, text: str, voice: str | None, speech_rate: float, sample_rate: int, first: bool) -> Plan:
-        """Check the request, pick the voice, and cut the normalized text into pieces."""
+    def _plan(
+        self, text: str, voice: str | None, speech_rate: float, sample_rate: int, first: bool, language: str = ""
+    ) -> Plan:
+        """Check the request, pick the voice (by name, else the default for ``language``), cut the text into pieces."""
         assert self.catalog is not None, "setup() loads the voices before any request"
         if len(text) > self.tts.max_text_chars:
             raise TextTooLong(
                 f"The text is too long to speak: {len(text)} characters, "
                 f"and at most {self.tts.max_text_chars} are allowed."
             )
-        engine = self.catalog.resolve(voice)
+        engine = self.catalog.resolve(voice, language)
         voice_missing = engine is None
         if engine is None:
             log.warning("unknown voice %r; using %s", voice, self.catalog.default)
-            engine = self.catalog.resolve(None)
+            engine = self.catalog.resolve(None, language)
             assert engine is not None
         spoken = normalize(text)
         if len(spoken) > self.tts.max_text_chars:

