@@ -273,7 +273,8 @@ def make_router(
                 add(str(model["name"]), "transcription", languages=model.get("languages", []))
         for worker in ready.get(TTS_SERVICE, []):
             for voice in worker.get("voice_info", []):
-                add(f"piper:{voice['name']}", "speech", voice=voice["name"], language=voice.get("language", ""))
+                add(f"{voice.get('engine') or 'piper'}:{voice['name']}", "speech", voice=voice["name"],
+                    language=voice.get("language", ""))
         return {"object": "list", "data": list(found.values())}
 
     # ------------------------------------------------------------------ transcriptions

@@ -125,7 +125,7 @@ def test_speech_says_what_it_was_given(client: openai.OpenAI, tmp_path: Path) ->
 
 def test_models_are_what_the_live_workers_run(client: openai.OpenAI) -> None:
     ids = {m.id for m in client.models.list()}
-    assert {"whisper-tiny.en", "whisper-base", "piper:en_US-joe-medium"} <= ids
+    assert {"whisper-tiny.en", "whisper-base", "piper:en_US-joe-medium", "hibari:en_US-hibari-heart"} <= ids
     assert "voicefleet" not in ids  # no orchestrator runs in this fleet: no assistant is offered
 
 
