@@ -236,7 +236,7 @@ SESSION_QUESTIONS = [
     ["How do I make a cup of tea?", "Should I add milk?", "What about sugar?", "Which tea is the strongest?"],
     ["Why is the sky blue?", "And why are sunsets red?", "What colour is the sky on Mars?", "Why is that?"],
     ["Give me a tip for sleeping better.", "What about naps?", "How long should I sleep?", "Is coffee bad?"],
-    ["Tell me a fun fact about octopuses.", "How many hearts do they have?", "Are they smart?", "How long do they live?"],
+    ["Tell me a fun fact about octopuses.", "How many hearts do they have?", "Are they smart?", "How old do they get?"],
     ["What is a good name for a cat?", "And for a dog?", "What do cats eat?", "Do they like water?"],
 ]
 
@@ -410,7 +410,7 @@ async def sessions_main(args: argparse.Namespace, model: Path) -> None:
     if args.rss:
         results["memory_mib"] = {}
         for impl in impls:
-            out = subprocess.run(
+            out = subprocess.run(  # noqa: ASYNC221 (the measurements are over; nothing else runs)
                 [sys.executable, __file__, "--rss-child", impl, "--sessions", str(args.sessions),
                  "--threads", str(args.threads), "--max-tokens", str(args.max_tokens), "--model", str(model)],
                 check=True, capture_output=True, text=True, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"},
@@ -423,7 +423,9 @@ async def sessions_main(args: argparse.Namespace, model: Path) -> None:
     print(f"\n{args.sessions} sessions asking {kind}, {args.rounds} rounds, {model.name}, {args.threads} threads, "
           f"up to {args.max_tokens} tokens / {args.max_sentences} sentences")
     print(f"load average (1 min) during the run: {min(load):.2f} .. {max(load):.2f}\n")
-    header = f"{'backend':12} {'turns':>5} {'TTFT p50':>9} {'p90':>7} {'1st chunk p50':>14} {'p90':>7} {'reply p50':>10}"
+    header = (
+        f"{'backend':12} {'turns':>5} {'TTFT p50':>9} {'p90':>7} {'1st chunk p50':>14} {'p90':>7} {'reply p50':>10}"
+    )
     print(header)
     print("-" * len(header))
     for name, r in results["impls"].items():

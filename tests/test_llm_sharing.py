@@ -184,7 +184,8 @@ def test_a_session_gets_back_the_context_that_holds_its_conversation() -> None:
     contexts[2].key = _prompt_key(other) + "Boil water."
     contexts[1].prompt_len, contexts[2].prompt_len = len(_prompt_key(first)), len(_prompt_key(other))
     contexts[1].used, contexts[2].used = 5, 6  # context 0 is the least recently used one
-    follow_up = [*first, {"role": "assistant", "content": "The sun is a star."}, {"role": "user", "content": "How hot?"}]
+    said = {"role": "assistant", "content": "The sun is a star."}
+    follow_up = [*first, said, {"role": "user", "content": "How hot?"}]
     scheduler = _Scheduler(contexts)
     seen: list[int] = []
 
@@ -276,9 +277,9 @@ async def test_a_waiting_turn_gets_its_first_words_before_a_long_reply_ends(llam
     log: list[str] = []
     story = "Write a long story about a knight and a dragon."
     question = "What is the capital of France?"
-    running = asyncio.create_task(reply(llama, story, max_tokens=200, spoken=threading.Event(), log=log))
-    while len(log) < 10:  # the story is being spoken
-        await asyncio.sleep(0.01)
+    spoken = threading.Event()
+    running = asyncio.create_task(reply(llama, story, max_tokens=200, spoken=spoken, log=log))
+    await asyncio.to_thread(spoken.wait, 30)  # the story is being spoken
     answer = await reply(llama, question, max_tokens=20, spoken=threading.Event(), log=log)
     told = await running
     assert answer.strip() and len(told) > len(answer)

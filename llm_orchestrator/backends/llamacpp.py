@@ -468,7 +468,11 @@ class LlamaCppLLM(CustomLLM):
         )
 
     def _pieces(
-        self, messages: Sequence[ChatMessage] | None, prompt: str | None, kwargs: dict[str, Any], background: bool = False
+        self,
+        messages: Sequence[ChatMessage] | None,
+        prompt: str | None,
+        kwargs: dict[str, Any],
+        background: bool = False,
     ) -> Iterator[str]:
         """Text pieces of a reply, blocking (for llama-index's synchronous calls)."""
         items: sync_queue.SimpleQueue[Any] = sync_queue.SimpleQueue()
@@ -699,7 +703,8 @@ class LlamaCppBackend(Backend):
         grammar = self._grammar(tools)
         call: str | None = None  # the reply so far, when it is a call (it starts with "{")
         started = False
-        async with aclosing(self._llm.apieces(messages, spoken, max_tokens=max_tokens, seed=seed, grammar=grammar)) as pieces:
+        pieces = self._llm.apieces(messages, spoken, max_tokens=max_tokens, seed=seed, grammar=grammar)
+        async with aclosing(pieces):
             async for piece in pieces:
                 if not started and piece.strip():
                     started = True
