@@ -31,8 +31,9 @@ class LlmSettings(ServiceSettings):
     contexts: int = Field(
         4,
         ge=1,
-        description="llama.cpp contexts on the one model (~95 MB of KV cache each at n_ctx 4096): replies generated "
-        "at once, token by token, the ones nobody hears yet first; each session keeps its prompt cached",
+        description="llama.cpp contexts on the one model (~114 MiB each at n_ctx 4096, ~90 of it KV cache): "
+        "replies generated at once, token by token, the ones nobody hears yet first; each session keeps its prompt "
+        "cached; with GPU offload each context holds its own copy of the offloaded layers",
     )
     weight_repack: bool = Field(
         False,
