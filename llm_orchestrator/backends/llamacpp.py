@@ -112,17 +112,7 @@ def _prompt_key(messages: Sequence[dict[str, str]]) -> str:
 
 def _shared(a: str, b: str) -> int:
     """Length of the common start of two strings."""
-    n = min(len(a), len(b))
-    if a[:n] == b[:n]:
-        return n
-    lo, hi = 0, n  # a[:lo] == b[:lo], a[:hi] != b[:hi]
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if a[:mid] == b[:mid]:
-            lo = mid
-        else:
-            hi = mid
-    return lo
+    return len(os.path.commonprefix((a, b)))  # noqa: RUF071 (characters are what is compared here)
 
 
 class _Context:
