@@ -9,6 +9,7 @@ does not speak the same sentences again.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any, cast
 
 from voicefleet.bus import Bus
@@ -80,6 +81,8 @@ class Reply:
         self.seq = 0
         self.cancelled = False
         self._deltas = 0
+        #: Set once the first chunk went to speech (or, text only, was cut): the model may serve others first.
+        self.first_spoken = threading.Event()
         # Already done by a previous owner of this turn (it died mid-way).
         self._skip_chunks = progress.chunks
         self._skip_chars = progress.chars
@@ -109,6 +112,7 @@ class Reply:
             return False
         seq = self.seq
         self.seq += 1
+        self.first_spoken.set()
         if seq >= self._skip_chunks and self.request.speak:
             self.stamp("first_chunk")
             request = SpeakRequest(

@@ -28,6 +28,13 @@ class LlmSettings(ServiceSettings):
     model_path: Path | None = Field(None, description="GGUF for llama.cpp (default: packaged SmolLM2)")
     threads: int = Field(2, ge=1, description="CPU threads for in-process llama.cpp")
     n_ctx: int = Field(4096, ge=512, description="llama.cpp context window in tokens")
+    contexts: int = Field(
+        4,
+        ge=1,
+        description="llama.cpp contexts on the one model (~114 MiB each at n_ctx 4096, ~90 of it KV cache): "
+        "replies generated at once, token by token, the ones nobody hears yet first; each session keeps its prompt "
+        "cached; with GPU offload each context holds its own copy of the offloaded layers",
+    )
     weight_repack: bool = Field(
         False,
         description="llama.cpp weight repacking for its AMX/AVX-512 kernels; off: llama-cpp-python 0.3.36 "

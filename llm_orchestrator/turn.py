@@ -310,7 +310,12 @@ class Turn:
             return function_tools(self._remote) if offer_tools and backend.supports_tools else None
 
         pieces = self.ctx.chain.stream(
-            messages, max_tokens=max_tokens, seed=seed, tools_for=tools_for, on_fallback=self._fallback_notice
+            messages,
+            max_tokens=max_tokens,
+            seed=seed,
+            tools_for=tools_for,
+            on_fallback=self._fallback_notice,
+            spoken=speech.reply.first_spoken,
         )
         with tracing.span("llm.generate", max_tokens=max_tokens, tools_offered=offer_tools) as span:
             answering = ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -52,6 +53,7 @@ class FakeBackend(Backend):
         max_tokens: int,
         seed: int | None = None,
         tools: Sequence[BaseTool] | None = None,
+        spoken: threading.Event | None = None,
     ) -> AsyncIterator[Piece]:
         self.calls += 1
         if self.call is not None and tools:

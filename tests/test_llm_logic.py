@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -169,9 +170,13 @@ class RecordingBackend(FakeBackend):
     def __init__(self) -> None:
         super().__init__("recording", words=("Your cat is called Miso.",))
         self.prompts: list[list[str]] = []
+        self.spoken: list[threading.Event | None] = []  # the turn's "first chunk went to speech" flags
+        self.spoken_at_start: list[bool] = []
 
     async def stream(self, messages: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         self.prompts.append([str(m.content) for m in messages])
+        self.spoken.append(kwargs.get("spoken"))
+        self.spoken_at_start.append(self.spoken[-1] is not None and self.spoken[-1].is_set())
         async for piece in super().stream(messages, **kwargs):
             yield piece
 
@@ -188,3 +193,15 @@ async def test_a_text_only_turn_with_the_clients_history(bus: Bus, bus_settings:
     assert backend.prompts and "My cat is called Miso." in backend.prompts[0] and "Noted." in backend.prompts[0]
     assert await speak_entries(bus, turn.turn_id) == []  # no speech requests
     assert await bus.redis.llen(bus.keys.history("chat-1")) == 0  # the client keeps the conversation
+
+
+async def test_the_model_is_told_once_the_first_chunk_went_to_speech(bus: Bus, bus_settings: BusSettings) -> None:
+    """The in-process model serves the turns nobody hears yet first: the turn says when its reply is heard."""
+    backend = RecordingBackend()
+    async with running_service(bus_settings, [backend], intents=False, reply_checks=False):
+        turn = await send_turn(bus, "spoken-1", "What is my cat called?")
+        await read_until_done(bus, "spoken-1", turn.turn_id)
+    assert backend.spoken_at_start == [False]
+    flag = backend.spoken[0]
+    assert flag is not None and flag.is_set()
+    assert await speak_entries(bus, turn.turn_id)

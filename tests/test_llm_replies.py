@@ -270,7 +270,7 @@ async def test_the_grammar_from_the_tool_schemas_only_lets_valid_calls_through(l
     for request in ["Take a note: buy milk.", "Set a timer for ten minutes.", "Why is the sky blue?"]:
 
         def generate(text: str = request) -> str:  # on the model thread: one Llama serves one call at a time
-            reply = llama._llm._llama.create_chat_completion(
+            reply = llama._llm.contexts[0].create_chat_completion(
                 messages=[{"role": "user", "content": text}], grammar=grammar, max_tokens=96, temperature=0
             )
             return str(reply["choices"][0]["message"]["content"])

@@ -96,6 +96,7 @@ async def test_cancel_stops_the_reply_and_history_keeps_what_was_spoken(
 
         # The model thread let go of the generation: it takes the next job at once.
         await asyncio.wait_for(llama._llm.run_on_model_thread(lambda: None), 10)
+        assert llama._llm.running == 0  # and its llama.cpp context is free
 
     assert done.interrupted
     spoken = [e.message for e in await speak_entries(bus, turn.turn_id)]

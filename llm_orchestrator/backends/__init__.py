@@ -34,6 +34,7 @@ def llamacpp_backend(settings: LlmSettings) -> LlamaCppBackend:
             model_path=str(model),
             n_threads=settings.threads,
             n_ctx=settings.n_ctx,
+            n_contexts=settings.contexts,
             n_gpu_layers=settings.gpu_layers,
             max_tokens=settings.max_tokens,
             temperature=settings.temperature,

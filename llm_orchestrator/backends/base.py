@@ -8,6 +8,7 @@ closing the stream) stops generation.
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -68,8 +69,14 @@ class Backend(ABC):
         max_tokens: int,
         seed: int | None = None,
         tools: Sequence[BaseTool] | None = None,
+        spoken: threading.Event | None = None,
     ) -> AsyncIterator[Piece]:
-        """The reply, piece by piece, as the model writes it."""
+        """The reply, piece by piece, as the model writes it.
+
+        ``spoken`` is set by the caller once the reply's first speakable chunk
+        went to speech: a backend that serves several replies at once lets the
+        ones nobody hears yet go first (the in-process llama.cpp does).
+        """
 
     async def prefetch(self, messages: Sequence[ChatMessage]) -> None:  # noqa: B027 (optional hook)
         """Read a prompt the next turn will start with, so that it is cached by then (in-process models)."""

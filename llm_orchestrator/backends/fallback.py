@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing
@@ -79,8 +80,9 @@ class FallbackChain:
         seed: int | None = None,
         tools_for: ToolsFor | None = None,
         on_fallback: FallbackHook | None = None,
+        spoken: threading.Event | None = None,
     ) -> AsyncGenerator[tuple[Backend, Piece], None]:
-        """Pieces of the reply, each with the backend that wrote it."""
+        """Pieces of the reply, each with the backend that wrote it (``spoken``: see :meth:`Backend.stream`)."""
         failed = [b.name for b in self.backends if self.is_cooling(b)]
         reason = "it was not answering a moment ago" if failed else ""
         timed_out = False
@@ -91,7 +93,7 @@ class FallbackChain:
             for attempt in range(self.retries + 1):
                 if attempt:
                     await asyncio.sleep(self.backoff_s * 2 ** (attempt - 1))
-                pieces = aiter(backend.stream(messages, max_tokens=max_tokens, seed=seed, tools=tools))
+                pieces = aiter(backend.stream(messages, max_tokens=max_tokens, seed=seed, tools=tools, spoken=spoken))
                 try:
                     async with asyncio.timeout(timeout_s):
                         first: Piece | None = await anext(pieces)

@@ -8,6 +8,7 @@ turn cannot wait through the OpenAI client's long backoff.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
 from typing import Any
@@ -70,6 +71,7 @@ class OpenAICompatBackend(Backend):
         max_tokens: int,
         seed: int | None = None,
         tools: Sequence[BaseTool] | None = None,
+        spoken: threading.Event | None = None,
     ) -> AsyncIterator[Piece]:
         options: dict[str, Any] = {"max_tokens": max_tokens}
         if seed is not None:
