@@ -77,9 +77,15 @@ async def test_a_spoken_command_becomes_a_turn(bus: Bus, service: SttService) ->
     )
     # Real-time pacing, as from a microphone: partial transcripts come while speaking.
     await session.stream(np.concatenate([silence(0.5), say(sentence), silence(0.8)]), realtime=True)
-    final = await session.wait_for(is_final, within=20)
+    # smart-turn may call the sentence complete at a comma and the half turn be handed on before the
+    # person goes on (how often depends on how fast Whisper is); the rest then continues that utterance:
+    # the next final holds the whole sentence and the half turn is cancelled.
+    final = await session.wait_for(lambda m: is_final(m) and word_errors(m.text, sentence) <= 2, within=20)
     assert isinstance(final, TranscriptFinal)
-    assert word_errors(final.text, sentence) <= 2, final.text
+    halves = [m for m in session.of_type("transcript_final") if m.turn_id != final.turn_id]
+    assert len(halves) <= 1 and all(sentence.startswith(h.text.rstrip(".")) for h in halves), halves
+    for half in halves:
+        assert await bus.is_cancelled(session.sid, half.turn_id)
     kinds = [m.type for m in session.events]
     assert kinds.index("speech_started") < kinds.index("speech_stopped") < kinds.index("transcript_final")
     assert "transcript_partial" in kinds[: kinds.index("transcript_final")]
@@ -88,8 +94,8 @@ async def test_a_spoken_command_becomes_a_turn(bus: Bus, service: SttService) ->
     # The turn goes to the orchestrator with the session's user and the stage times.
     entries = await bus.read(bus.keys.turns, "0", block_ms=3000)
     turns = [e.message for e in entries]
-    assert len(turns) == 1 and isinstance(turns[0], TurnRequest)
-    turn = turns[0]
+    assert len(turns) == 1 + len(halves) and isinstance(turns[-1], TurnRequest)
+    turn = turns[-1]
     assert (turn.turn_id, turn.text, turn.user, turn.source) == (final.turn_id, final.text, "alice", "voice")
     assert turn.ts["speech_end"] <= turn.ts["eot"] <= turn.ts["transcript"] + 1.0
     assert (await bus.redis.get(bus.keys.current_turn(session.sid))).decode() == final.turn_id

@@ -16,7 +16,11 @@ wake word, so the replayed audio does not need it again.
 A new owner re-reads that audio (faster than real time: it is already in the
 stream) and the utterance in progress becomes a turn as if nothing happened.
 An utterance whose turn was handed on is never replayed: the marker moves
-past it as soon as the turn is enqueued (:attr:`ReplayTracker.on_settled`).
+past it as soon as the turn is enqueued, before its final transcript is shown
+(:meth:`ReplayTracker.handed_on`, then the owner's ``mark_position``), so a
+worker killed after a client saw a transcript never makes a new owner say it
+again. Only a crash between enqueueing the turn and writing the marker (one
+Redis round trip) can still repeat a turn; none can lose one.
 Markers of the older two-field form have no resume point: read from the end.
 """
 
@@ -113,12 +117,16 @@ class ReplayTracker:
         def settled(done: asyncio.Task[Any]) -> None:
             if done.cancelled():  # the runner stopped: the turn was not handed on, a new owner redoes it
                 return
-            self._pending.pop(utterance, None)
-            self._done_to = max(self._done_to, final.speech_end)
+            self.handed_on(final)
             if self.on_settled is not None:
                 self.on_settled()
 
         task.add_done_callback(settled)
+
+    def handed_on(self, final: Final) -> None:
+        """``final``'s turn was enqueued (or given up on): a new owner must not replay it."""
+        self._pending.pop(final.utterance, None)
+        self._done_to = max(self._done_to, final.speech_end)
 
     def marker(self, last_id: bytes, read: int, detector: TurnDetector) -> str:
         """The ``stt_pos`` value for a runner that has read ``read`` samples, up to entry ``last_id``."""

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
@@ -119,6 +119,8 @@ class SessionRunner:
         self._ref_turns: dict[str, bool] = {}  # turn id -> its audio is played (False: cancelled)
         self._apply_wake_word(record.wake_word, report=False)
         self.replay = ReplayTracker(start.entry_id, start.position)  # see replay.py
+        #: Writes the position marker now (set by the worker that owns the session).
+        self.mark_position: Callable[[], Awaitable[None]] | None = None
         if start.awake:
             self.listener.detector.wake()
         self._speculation: tuple[int, Job] | None = None
@@ -371,32 +373,39 @@ class SessionRunner:
         with tracing.span("stt.transcription", start=ts["speech_end"], kind=tracing.SpanKind.PRODUCER,
                           **{tracing.SESSION: self.sid}, whisper_ms=round(rec.transcript.elapsed_s * 1000),
                           speculative=action.speculated, chars=len(rec.text)):
-            turn_id = await self._hand_on(rec, action.utterance, ts)
+            turn_id = await self._hand_on(rec, action, ts)
         self._turn_sent_at, self._reply_audible = time.monotonic(), False
         metrics.TURNS.labels("stt", "voice").inc()
         metrics.STAGE_LATENCY.labels("transcript").observe(max(0.0, rec.finished_at - ts["speech_end"]))
         log.info("final transcript: %r", rec.text, extra={"session": self.sid, "turn": turn_id, "ms": latency_ms})
 
-    async def _hand_on(self, rec: Recognition, utterance: int, ts: dict[str, float]) -> str:
-        """Start the turn, show the final transcript and enqueue the turn for the orchestrator; the turn id."""
+    async def _hand_on(self, rec: Recognition, action: Final, ts: dict[str, float]) -> str:
+        """Start the turn, enqueue it for the orchestrator, then show the final transcript; the turn id.
+
+        The position marker moves past the utterance between the two (see replay.py): a client that
+        saw the transcript knows that a new owner of the session will not make it a turn again.
+        """
         bus = self.ctx.bus
         turn_id = await self.sessions.start_turn(self.sid, reason="new_turn")
         tracing.set_attributes(**{tracing.TURN: turn_id})
-        await bus.emit(
-            TranscriptFinal(
-                session_id=self.sid,
-                turn_id=turn_id,
-                seq=utterance,
-                text=rec.text,
-                language=rec.transcript.language,
-                ts=dict(ts),
-            )
-        )
         await bus.enqueue(
             bus.keys.turns,
             TurnRequest(
                 session_id=self.sid, turn_id=turn_id, user=self.user, text=rec.text, source="voice", ts=dict(ts)
             ),
+        )
+        self.replay.handed_on(action)
+        if self.mark_position is not None:
+            await self.mark_position()
+        await bus.emit(
+            TranscriptFinal(
+                session_id=self.sid,
+                turn_id=turn_id,
+                seq=action.utterance,
+                text=rec.text,
+                language=rec.transcript.language,
+                ts=dict(ts),
+            )
         )
         return turn_id
 

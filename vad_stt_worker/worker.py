@@ -210,6 +210,7 @@ class SttService(Service):
             runner = SessionRunner(self._ctx, sid, record, start)
             # A turn handed on moves the marker at once: a new owner must not replay that utterance.
             runner.replay.on_settled = lambda: self._mark_soon(sid, runner)
+            runner.mark_position = lambda: self._mark_if_owned(sid, runner)
             task = self.spawn(self._run(sid, runner), name=f"stt-session-{sid}")
             self.sessions[sid] = _Owned(runner, lease, task)
         except REDIS_DOWN as exc:
@@ -300,6 +301,12 @@ class SttService(Service):
         owned = self.sessions.get(sid)
         if owned is not None and owned.runner is runner and not self.stopping:
             self.spawn(self._mark_now(sid, runner), name="stt-mark")
+
+    async def _mark_if_owned(self, sid: str, runner: SessionRunner) -> None:
+        """Write the marker now and wait for it (a turn is being handed on)."""
+        owned = self.sessions.get(sid)
+        if owned is not None and owned.runner is runner and not self.stopping:
+            await self._mark_now(sid, runner)
 
     async def _mark_now(self, sid: str, runner: SessionRunner) -> None:
         try:
