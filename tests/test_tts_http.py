@@ -67,8 +67,9 @@ async def test_tts_returns_a_wav_of_the_spoken_text(client: httpx.AsyncClient) -
 
 async def test_tts_honours_rate_voice_and_speed(client: httpx.AsyncClient) -> None:
     text = "This is a test of the speaking rate."
-    normal = await client.post("/v1/tts", json={"text": text, "sample_rate": 16000, "voice": "en_US-joe-medium"})
-    fast = await client.post("/v1/tts", json={"text": text, "sample_rate": 16000, "rate": 1.6})
+    voice = "en_US-joe-medium"  # both at the same voice: hibari's rate is checked in test_tts_hibari
+    normal = await client.post("/v1/tts", json={"text": text, "sample_rate": 16000, "voice": voice})
+    fast = await client.post("/v1/tts", json={"text": text, "sample_rate": 16000, "rate": 1.6, "voice": voice})
     assert normal.status_code == fast.status_code == 200
     (rate_n, audio_n), (rate_f, audio_f) = read_wav(normal.content), read_wav(fast.content)
     assert rate_n == rate_f == 16000
