@@ -44,6 +44,9 @@ class EchoCanceller:
         self._resamplers: dict[int, soxr.ResampleStream] = {}
         self._mic = np.zeros(0, dtype=np.int16)  # leftover under one frame
         self.active = False  # any reference fed yet (before that AEC3 passes audio through)
+        #: The microphone samples the last :meth:`process` returned cleaned, sample for sample (how much
+        #: the canceller took out of each stretch tells the person's voice from the echo's rest).
+        self.last_input = np.zeros(0, dtype=np.int16)
 
     @property
     def queued_ms(self) -> float:
@@ -125,4 +128,5 @@ class EchoCanceller:
             self._apm.process_stream(frame)  # in place
             out[start : start + FRAME] = np.frombuffer(frame.data, dtype=np.int16)
         self._mic = pending[usable:].copy()
+        self.last_input = pending[:usable]
         return out
