@@ -69,6 +69,10 @@ class EchoGuard:
         if raw_level >= floor_db:  # near silence says nothing about the canceller
             self._erle.append(raw_level - level)
 
+    def forget_erle(self) -> None:
+        """The canceller was restarted: what it removed before says nothing of the new one."""
+        self._erle.clear()
+
     def converged(self, erle_db: float, least: int = 16) -> bool:
         """The canceller removes at least ``erle_db`` from the echo (median of at least ``least`` chunks)."""
         return len(self._erle) >= least and float(np.median(np.fromiter(self._erle, dtype=np.float32))) >= erle_db

@@ -80,6 +80,12 @@ class Listener:
             self._wake = None
         self.detector.set_wake_word(word)
 
+    def restart_aec(self) -> None:
+        """A fresh echo canceller (``EchoCanceller.restart``), judged afresh."""
+        if self.aec is not None:
+            self.aec.restart()
+            self.detector.echo.forget_erle()
+
     def set_playback(self, playing: bool) -> None:
         self.detector.set_playback(playing)
 

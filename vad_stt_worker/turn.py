@@ -383,7 +383,7 @@ class TurnDetector:
             user = self.echo.is_user(probability, level, cfg.aec_vad_threshold, cfg.aec_margin_db)
             if raw_level is not None:
                 near = self.echo.converged(cfg.aec_erle_db) and raw_level - level <= cfg.aec_near_db
-                if self.playing and not near and not user:
+                if self.playing:  # every chunk: an echo path that changed must not stay "converged"
                     self.echo.observe_erle(raw_level, level)
         else:
             user = self.echo.is_user(probability, level)

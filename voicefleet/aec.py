@@ -78,6 +78,19 @@ class EchoCanceller:
     def playback_finished(self) -> None:
         self._playing = False
 
+    def restart(self) -> None:
+        """Forget the echo path: a fresh AEC3 (the speaker stopped early: a barge-in cut the reply short).
+
+        AEC3 holds the reference in a delay line as long as the echo delay it
+        estimated (the network, the client's playback buffer), so when the
+        speaker stops, the last stretch it holds was never played: kept, AEC3
+        goes on cancelling that echo for as long, from the words of the person
+        who interrupted, and its suppressor ate whole words of them. A fresh
+        one passes the microphone as it is until the next reply, which starts
+        on a new filter as a session's first reply does.
+        """
+        self._apm = self._rtc.AudioProcessingModule(echo_cancellation=True, high_pass_filter=True)
+
     def drop(self, turn_id: str) -> None:
         """The turn was cut (barge-in): the client drops what it had not played of it."""
         with self._lock:
