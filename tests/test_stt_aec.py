@@ -6,6 +6,8 @@ import numpy as np
 import soxr
 from speech import say
 
+from vad_stt_worker.listener import Listener
+from vad_stt_worker.turn import Action, SpeechStart, TurnConfig
 from voicefleet.aec import EchoCanceller
 
 RATE = 22050  # the client's output rate; the canceller resamples its reference
@@ -62,3 +64,58 @@ def test_a_dropped_turn_leaves_the_queue() -> None:
     aec.add_reference(np.ones(8000, np.int16), 16000, "t2")
     aec.drop("t1")
     assert aec.queued_ms == 500
+
+
+def _listen(listener: Listener, mic: np.ndarray) -> list[Action]:
+    actions: list[Action] = []
+    for i in range(0, mic.size, 640):  # 40 ms frames, as clients send them
+        actions += listener.feed(np.clip(mic[i : i + 640], -32768, 32767).astype(np.int16))
+    return actions
+
+
+def test_double_talk_over_a_cancelled_echo_then_the_next_reply_after_a_restart() -> None:
+    """Real AEC3, Silero and Piper speech through the worker's Listener.
+
+    A person at the echo's own level (0 dB, 120 ms late) over a converged
+    canceller starts speech through the double-talk path alone (the usual
+    run of speech is set out of reach here); after the barge-in the speaker
+    stops and the canceller restarts; the next reply's echo alone, on that
+    fresh canceller, starts nothing.
+    """
+    from vad_stt_worker.settings import SttSettings
+    from vad_stt_worker.wake import WakeModels
+    from voicefleet.models import openwakeword_dir
+
+    config = TurnConfig.from_settings(SttSettings(aec_min_speech_ms=5000))
+    wake = WakeModels(openwakeword_dir())
+    reply = say(
+        "Sure. The forecast for tomorrow is sunny with a high of twenty two degrees, "
+        "and a light breeze from the west in the afternoon.",
+        RATE,
+    )
+    echo = np.concatenate([np.zeros(120 * 16, np.float32), soxr.resample(reply, RATE, 16000).astype(np.float32)])
+    person = say("Wait, set a timer for ten minutes instead.", length_scale=1.2).astype(np.float32)
+    at = 2 * 16000
+    mic = echo[: at + person.size].copy()
+    mic[at:] += person
+
+    listener = Listener(config, wake, None, None, EchoCanceller())
+    assert listener.aec is not None
+    listener.aec.add_reference(reply, RATE, "t1")
+    listener.set_playback(True)
+    listener.aec.playback_started()
+    cut = at + 8000  # the speaker stops half a second into the person's sentence
+    starts = [a for a in _listen(listener, mic[:cut]) if isinstance(a, SpeechStart)]
+    assert len(starts) == 1 and starts[0].over_playback and starts[0].position >= at, starts
+    listener.set_playback(False)
+    listener.aec.playback_finished()
+    listener.aec.drop("t1")
+    listener.restart_aec()
+    _listen(listener, mic[cut:] - echo[cut : mic.size])  # the rest of the sentence, the echo gone
+    _listen(listener, np.zeros(2 * 16000, np.float32))  # the turn ends
+
+    # The next reply on the fresh canceller: its echo alone, as loud as the reply, starts nothing.
+    listener.aec.add_reference(reply, RATE, "t2")
+    listener.set_playback(True)
+    listener.aec.playback_started()
+    assert [a for a in _listen(listener, echo) if isinstance(a, SpeechStart)] == []

@@ -219,6 +219,62 @@ def test_with_the_echo_cancelled_speech_at_the_echo_level_barges_in() -> None:
     assert of(feed(cancelled, [0.0] * chunks(1000) + [0.9] * chunks(400), QUIET), SpeechStart) == []
 
 
+def test_double_talk_the_canceller_left_whole_barges_in_sooner_and_is_not_learned_as_echo() -> None:
+    """What the canceller took from each chunk (its level before, ``raw_level``) tells the person from the echo."""
+    config = TurnConfig(partial_interval_ms=0, echo_warmup_ms=300)
+    det = TurnDetector(config)
+    det.echo_cancelled = True
+    det.set_playback(True)
+    # The echo at -12 dBFS in, its rest at about -52 dBFS out: the canceller removes 40 dB (converged).
+    rest = (QUIET // 100).astype(np.int16)
+    for _ in range(chunks(2000)):
+        assert det.on_chunk(rest, 0.1, raw_level=-12.0) == []
+    # A soft onset Silero is unsure of, left whole by the canceller: not learned as the echo's rest
+    # (it was, and the rest's level rose to the person's own and locked them out).
+    for _ in range(chunks(800)):
+        det.on_chunk(QUIET, 0.3, raw_level=-31.0)
+    assert det.echo.echo_db < -45
+    # Then speech: three chunks (96 ms) the canceller left whole start it; 192 ms are not needed.
+    actions = feed_raw(det, [0.9] * 3, QUIET, raw_level=-30.0)
+    (start,) = of(actions, SpeechStart)
+    assert start.over_playback
+
+    # The same chunks with most of their level taken out by the canceller (echo it could not fully
+    # remove) need the usual 192 ms.
+    other = TurnDetector(config)
+    other.echo_cancelled = True
+    other.set_playback(True)
+    for _ in range(chunks(2000)):
+        other.on_chunk(rest, 0.1, raw_level=-12.0)
+    assert of(feed_raw(other, [0.9] * 3, QUIET, raw_level=-12.0), SpeechStart) == []
+    assert of(feed_raw(other, [0.9] * 3, QUIET, raw_level=-12.0), SpeechStart)
+
+
+def test_double_talk_needs_a_converged_canceller() -> None:
+    """Before the canceller removes the echo well, nothing it passes counts as the person sooner."""
+    det = TurnDetector(TurnConfig(partial_interval_ms=0, echo_warmup_ms=300))
+    det.echo_cancelled = True
+    det.set_playback(True)
+    # Converging: the echo passes nearly whole (5 dB removed); Silero is unsure of it.
+    for _ in range(chunks(2000)):
+        assert det.on_chunk(QUIET, 0.3, raw_level=-27.0) == []
+    assert not det.echo.converged(det.config.aec_erle_db)
+    assert of(feed_raw(det, [0.9] * 3, QUIET, raw_level=-27.0), SpeechStart) == []
+    # Once it does (the median of the last 4 s), it may; a restarted canceller starts over.
+    for _ in range(chunks(4000)):
+        det.on_chunk((QUIET // 100).astype(np.int16), 0.1, raw_level=-12.0)
+    assert det.echo.converged(det.config.aec_erle_db)
+    det.echo.forget_erle()
+    assert not det.echo.converged(det.config.aec_erle_db)
+
+
+def feed_raw(det: TurnDetector, probs: list[float], chunk: np.ndarray, raw_level: float) -> list[Action]:
+    actions: list[Action] = []
+    for p in probs:
+        actions += det.on_chunk(chunk, p, raw_level=raw_level)
+    return actions
+
+
 def test_hallucination_filter() -> None:
     f = HallucinationFilter.create(DEFAULT_BLOCKLIST)
     sure = Segment(" Turn on the lights.", no_speech_prob=0.01, avg_logprob=-0.2)

@@ -36,6 +36,8 @@ class EchoGuard:
         self.warmup_chunks = warmup_chunks
         self.percentile = percentile
         self._levels: deque[float] = deque(maxlen=window_chunks)
+        #: How much the echo canceller took out of recent playback chunks that held sound (dB, before - after).
+        self._erle: deque[float] = deque(maxlen=window_chunks)
         self._heard = 0  # playback chunks heard in this session (the echo path stays the same)
 
     @property
@@ -61,3 +63,16 @@ class EchoGuard:
         """Learn from a playback chunk that did not count as the user's speech."""
         self._levels.append(level)
         self._heard += 1
+
+    def observe_erle(self, raw_level: float, level: float, floor_db: float = -55.0) -> None:
+        """Learn how much the canceller removes: a playback chunk's level before and after it."""
+        if raw_level >= floor_db:  # near silence says nothing about the canceller
+            self._erle.append(raw_level - level)
+
+    def forget_erle(self) -> None:
+        """The canceller was restarted: what it removed before says nothing of the new one."""
+        self._erle.clear()
+
+    def converged(self, erle_db: float, least: int = 16) -> bool:
+        """The canceller removes at least ``erle_db`` from the echo (median of at least ``least`` chunks)."""
+        return len(self._erle) >= least and float(np.median(np.fromiter(self._erle, dtype=np.float32))) >= erle_db

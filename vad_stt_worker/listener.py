@@ -15,6 +15,7 @@ import numpy as np
 
 from voicefleet.aec import EchoCanceller
 
+from .audio import level_db
 from .endpoint import EndOfTurnModel
 from .turn import Action, TurnConfig, TurnDetector
 from .vad import CHUNK_SAMPLES, VoiceActivity
@@ -54,6 +55,7 @@ class Listener:
         self.vad = VoiceActivity()
         self._wake: WakeDetector | None = None
         self._pending = np.zeros(0, dtype=np.int16)
+        self._pending_raw = np.zeros(0, dtype=np.int16)  # the same samples before echo cancellation
         self._wake_pending = np.zeros(0, dtype=np.int16)
         self.stats = ListenerStats()
         self.set_wake_word(wake_word)
@@ -78,16 +80,25 @@ class Listener:
             self._wake = None
         self.detector.set_wake_word(word)
 
+    def restart_aec(self) -> None:
+        """A fresh echo canceller (``EchoCanceller.restart``), judged afresh."""
+        if self.aec is not None:
+            self.aec.restart()
+            self.detector.echo.forget_erle()
+
     def set_playback(self, playing: bool) -> None:
         self.detector.set_playback(playing)
 
     def feed(self, samples: np.ndarray) -> list[Action]:
         """Analyse int16 mono 16 kHz samples (any length); return what the session must do."""
+        raw: np.ndarray | None = None
         if self.aec is not None:
             started = time.perf_counter()
             samples = self.aec.process(samples)
             self.stats.aec_s += time.perf_counter() - started
             self.detector.echo_cancelled = self.aec.active
+            raw = self.aec.last_input
+            self._pending_raw = np.concatenate([self._pending_raw, raw]) if self._pending_raw.size else raw
         self._pending = np.concatenate([self._pending, samples]) if self._pending.size else samples
         actions: list[Action] = []
         usable = self._pending.size - self._pending.size % CHUNK_SAMPLES
@@ -97,10 +108,14 @@ class Listener:
             probability = self.vad.probability(chunk)
             self.stats.vad_s += time.perf_counter() - started
             self.stats.vad_chunks += 1
-            actions += self.detector.on_chunk(chunk, probability)
+            # The microphone's level before cancellation: what the canceller took out (echo) or left (the person).
+            raw_level = level_db(self._pending_raw[offset : offset + CHUNK_SAMPLES]) if raw is not None else None
+            actions += self.detector.on_chunk(chunk, probability, raw_level)
             if self._wake is not None:
                 actions += self._score_wake(chunk)
         self._pending = self._pending[usable:]
+        if raw is not None:
+            self._pending_raw = self._pending_raw[usable:]
         return actions
 
     def _complete_probability(self, audio: np.ndarray) -> float:

@@ -129,6 +129,7 @@ class SessionRunner:
         self._carried_on: set[int] = set()  # ended early, then continued by a later utterance: no turn of its own
         self._turn_sent_at: float | None = None  # monotonic time of our last TurnRequest
         self._reply_audible = False  # playback started since that turn
+        self._reply_cut = False  # a barge-in cut the reply now playing: the echo canceller restarts when it stops
 
     # ------------------------------------------------------------------ run
     @property
@@ -219,6 +220,9 @@ class SessionRunner:
                     self.listener.aec.playback_finished()
                     for turn_id in [t for t, played in self._ref_turns.items() if not played]:
                         self.listener.aec.drop(turn_id)
+                    if self._reply_cut:  # what AEC3 still held of the reply never played (aec.py, restart)
+                        self.listener.restart_aec()
+                self._reply_cut = False
             elif isinstance(msg, Configure):
                 self._configure(msg)
             elif isinstance(msg, SessionEnded):
@@ -432,6 +436,7 @@ class SessionRunner:
             # Later pieces never reach the speaker; what the client holds plays until it hears
             # `interrupted` and stops (PlaybackFinished drops the rest of the reference).
             self._ref_turns[turn_id] = False
+            self._reply_cut = self.listener.detector.playing
         log.info("barge-in: cancelled the turn", extra={"session": self.sid, "turn": turn_id})
 
     # --------------------------------------------------------------- settings

@@ -108,6 +108,11 @@ class SttSettings(ServiceSettings):
     aec_vad_threshold: float = Field(0.5, gt=0, lt=1, description="Speech probability to barge in, echo cancelled")
     aec_margin_db: float = Field(6.0, description="...this many dB above the echo left after cancellation...")
     aec_min_speech_ms: int = Field(192, ge=32, description="...for this long (within echo_window_ms)")
+    aec_near_db: float = Field(
+        6.0, ge=0, description="Double talk: a chunk the canceller took at most this many dB from is the person..."
+    )
+    aec_erle_db: float = Field(20.0, ge=0, description="...once it removes at least this much of the echo (median)")
+    aec_fast_speech_ms: int = Field(96, ge=32, description="...and such chunks barge in after this long")
     turn_busy_s: float = Field(20.0, ge=0, description="A turn counts as in progress this long until playback")
 
     # --- sessions across processes ---

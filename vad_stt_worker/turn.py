@@ -79,6 +79,13 @@ class TurnConfig:
     aec_vad_threshold: float = 0.5
     aec_margin_db: float = 6.0
     aec_min_speech_ms: int = 192
+    #: Double talk: a chunk from which the canceller took at most ``aec_near_db`` (its level before and after
+    #: differ by no more) is the person's voice, not the echo's rest, once the canceller removes at least
+    #: ``aec_erle_db`` from the echo (median over recent playback); such chunks start speech after
+    #: ``aec_fast_speech_ms``, and are never learned as the echo's level.
+    aec_near_db: float = 6.0
+    aec_erle_db: float = 20.0
+    aec_fast_speech_ms: int = 96
 
     @property
     def vad_neg_threshold(self) -> float:
@@ -113,6 +120,9 @@ class TurnConfig:
             aec_vad_threshold=s.aec_vad_threshold,
             aec_margin_db=s.aec_margin_db,
             aec_min_speech_ms=s.aec_min_speech_ms,
+            aec_near_db=s.aec_near_db,
+            aec_erle_db=s.aec_erle_db,
+            aec_fast_speech_ms=s.aec_fast_speech_ms,
         )
 
 
@@ -239,6 +249,7 @@ class TurnDetector:
         # onset candidate (speech seen, not yet long enough)
         self._cand_start: int | None = None
         self._cand_voiced = 0
+        self._cand_near = 0  # of those, samples the canceller left nearly whole (the person, double talk)
         self._cand_gap = 0
         # wake word
         self._awake_until: int | None = None
@@ -250,7 +261,7 @@ class TurnDetector:
         self.echo_cancelled = False
         self._echo_until = 0
         chunk_ms = ms(CHUNK)
-        self._over_echo: deque[tuple[int, bool]] = deque(maxlen=max(1, int(config.echo_window_ms / chunk_ms)))
+        self._over_echo: deque[tuple[int, bool, bool]] = deque(maxlen=max(1, int(config.echo_window_ms / chunk_ms)))
         self.echo = EchoGuard(
             vad_threshold=config.echo_vad_threshold,
             margin_db=config.echo_margin_db,
@@ -288,8 +299,8 @@ class TurnDetector:
             self._extend_window()
 
     # ---- input --------------------------------------------------------
-    def on_chunk(self, chunk: np.ndarray, probability: float) -> list[Action]:
-        """One 512-sample chunk and its speech probability."""
+    def on_chunk(self, chunk: np.ndarray, probability: float, raw_level: float | None = None) -> list[Action]:
+        """One 512-sample chunk and its speech probability (``raw_level``: its level before echo cancellation)."""
         cfg = self.config
         start, end = self.position, self.position + chunk.size
         self.position = end
@@ -300,7 +311,7 @@ class TurnDetector:
         if self.utterance is None:
             strict = self.echo_possible
             if strict:
-                self._track_over_echo(start, probability, level_db(chunk))
+                self._track_over_echo(start, probability, level_db(chunk), raw_level)
             else:
                 self._over_echo.clear()
                 self._track_onset(start, end, probability >= cfg.vad_threshold)
@@ -308,7 +319,10 @@ class TurnDetector:
                 needed = samples(cfg.min_speech_ms)
             else:
                 needed = samples(cfg.aec_min_speech_ms if self.echo_cancelled else cfg.echo_min_speech_ms)
-            if self._cand_start is not None and self._cand_voiced >= needed and not self.gated:
+            heard = self._cand_voiced >= needed or (
+                strict and self.echo_cancelled and self._cand_near >= samples(cfg.aec_fast_speech_ms)
+            )
+            if self._cand_start is not None and heard and not self.gated:
                 actions.append(self._begin(strict))
             elif self._awake_until is not None and end > self._awake_until and not self.playing:
                 self._awake_until = None
@@ -349,25 +363,40 @@ class TurnDetector:
         return self._end(u, u.silence_start, cut, "silence")
 
     # ---- internals ----------------------------------------------------
-    def _track_over_echo(self, start: int, probability: float, level: float) -> None:
+    def _track_over_echo(self, start: int, probability: float, level: float, raw_level: float | None) -> None:
         """While the reply is audible: count chunks that sound like the user over the echo.
 
         Speech has a loud/quiet rhythm, so the chunks need not be consecutive:
         what counts is how many of the recent ones (a window) pass the test.
+
+        With the echo cancelled and the microphone's own level known, a chunk
+        the canceller left nearly whole, once it is known to remove the echo
+        well (ERLE), is the person talking over the reply (double talk): the
+        echo's rest is 20-60 dB under what came in, a person's voice passes.
+        Such chunks count sooner, and they are not learned as the echo's rest
+        (a soft onset under Silero's threshold raised that level to the
+        person's own and locked them out).
         """
+        cfg = self.config
+        near = False
         if self.echo_cancelled:  # the residual echo is learned as the echo was: what is left is far quieter
-            user = self.echo.is_user(probability, level, self.config.aec_vad_threshold, self.config.aec_margin_db)
+            user = self.echo.is_user(probability, level, cfg.aec_vad_threshold, cfg.aec_margin_db)
+            if raw_level is not None:
+                near = self.echo.converged(cfg.aec_erle_db) and raw_level - level <= cfg.aec_near_db
+                if self.playing:  # every chunk: an echo path that changed must not stay "converged"
+                    self.echo.observe_erle(raw_level, level)
         else:
             user = self.echo.is_user(probability, level)
-        if self.playing and not user:
+        if self.playing and not user and not near:
             self.echo.observe(level)
-        self._over_echo.append((start, user))
-        loud = [position for position, is_user in self._over_echo if is_user]
+        self._over_echo.append((start, user, user and near))
+        loud = [position for position, is_user, _ in self._over_echo if is_user]
         if loud:
             self._cand_start = max(loud[0], self._wake_floor)
             self._cand_voiced = len(loud) * CHUNK
+            self._cand_near = sum(CHUNK for _, _, is_near in self._over_echo if is_near)
         else:
-            self._cand_start, self._cand_voiced = None, 0
+            self._cand_start, self._cand_voiced, self._cand_near = None, 0, 0
 
     def _track_onset(self, start: int, end: int, speechy: bool) -> None:
         if speechy:
@@ -390,7 +419,7 @@ class TurnDetector:
         if ended is not None and onset <= ended.until:
             audio_start, voiced, continues = ended.audio_start, voiced + ended.voiced, ended.number
         self.utterance = _Utterance(self._count, audio_start, onset, voiced=voiced, last_partial=self.position)
-        self._cand_start, self._cand_voiced, self._cand_gap = None, 0, 0
+        self._cand_start, self._cand_voiced, self._cand_gap, self._cand_near = None, 0, 0, 0
         self._over_echo.clear()
         return SpeechStart(onset, utterance=self._count, over_playback=over_playback, continues=continues)
 

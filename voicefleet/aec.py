@@ -44,6 +44,9 @@ class EchoCanceller:
         self._resamplers: dict[int, soxr.ResampleStream] = {}
         self._mic = np.zeros(0, dtype=np.int16)  # leftover under one frame
         self.active = False  # any reference fed yet (before that AEC3 passes audio through)
+        #: The microphone samples the last :meth:`process` returned cleaned, sample for sample (how much
+        #: the canceller took out of each stretch tells the person's voice from the echo's rest).
+        self.last_input = np.zeros(0, dtype=np.int16)
 
     @property
     def queued_ms(self) -> float:
@@ -74,6 +77,19 @@ class EchoCanceller:
 
     def playback_finished(self) -> None:
         self._playing = False
+
+    def restart(self) -> None:
+        """Forget the echo path: a fresh AEC3 (the speaker stopped early: a barge-in cut the reply short).
+
+        AEC3 holds the reference in a delay line as long as the echo delay it
+        estimated (the network, the client's playback buffer), so when the
+        speaker stops, the last stretch it holds was never played: kept, AEC3
+        goes on cancelling that echo for as long, from the words of the person
+        who interrupted, and its suppressor ate whole words of them. A fresh
+        one passes the microphone as it is until the next reply, which starts
+        on a new filter as a session's first reply does.
+        """
+        self._apm = self._rtc.AudioProcessingModule(echo_cancellation=True, high_pass_filter=True)
 
     def drop(self, turn_id: str) -> None:
         """The turn was cut (barge-in): the client drops what it had not played of it."""
@@ -125,4 +141,5 @@ class EchoCanceller:
             self._apm.process_stream(frame)  # in place
             out[start : start + FRAME] = np.frombuffer(frame.data, dtype=np.int16)
         self._mic = pending[usable:].copy()
+        self.last_input = pending[:usable]
         return out
