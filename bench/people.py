@@ -25,7 +25,7 @@ independent human transcript. Five speakers, four recording conditions.
 ``--export-long`` cuts all of the four recordings (about 290 s) into short
 utterances at the pauses between words, for a WER measured on more than
 eight sentences. Its references are Whisper base's transcript of each whole
-recording (30 s windows, the previous text as context, word timestamps):
+recording (30 s windows, beam 5, the previous text as context, word timestamps):
 not a human transcript, and not the output of the short per-utterance path
 the benchmark measures, so both arms of a comparison are scored against the
 same independent text. Each utterance gets 0.4 s of silence before it and
