@@ -51,6 +51,7 @@ from voicefleet.settings import BusSettings  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 FRAME = 640  # 40 ms
+TRAIL_S = 1.2  # silence streamed after the end of speech, at least
 
 COMMANDS = [
     "Turn on the kitchen lights.",
@@ -337,6 +338,9 @@ async def _stream_one(bus: Bus, audio: np.ndarray) -> tuple[TranscriptFinal, str
     await bus.redis.publish(keys.sessions_channel, sid)
     await asyncio.sleep(0.3)  # let the worker claim it, as a real session would be
     end_s = speech_end_s(audio)
+    # The microphone stays open after the speech: a file cut right after its last word (bench/people.py's
+    # clips) is followed by silence, or no turn would ever end.
+    audio = np.concatenate([audio, np.zeros(max(0, int((end_s + TRAIL_S) * BUS_RATE) - audio.size), np.int16)])
     started_wall, started = time.time(), time.monotonic()
     for seq, offset in enumerate(range(0, audio.size, FRAME)):
         frame = AudioFrame(session_id=sid, seq=seq, audio=audio[offset : offset + FRAME].tobytes())
@@ -403,6 +407,7 @@ def main() -> int:
             "model_en": settings.model_en or "(same)",
             "device": settings.device,
             "compute_type": settings.compute_type or "auto",
+            "encoder_window_s": settings.encoder_window_s,
             "language": settings.language,
             "eot_mode": settings.eot_mode,
             "eot_silence_ms": settings.eot_silence_ms,

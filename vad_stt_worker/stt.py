@@ -102,10 +102,6 @@ class WhisperEngine(SttEngine):
     ) -> None:
         from faster_whisper import WhisperModel  # heavy import, only where the engine is built
 
-        self.short_window = encoder_window_s < 30.0
-        if self.short_window:
-            shorten_encoder_window(int(encoder_window_s * 100))
-
         if device == "auto":
             device = "cuda" if _cuda_available() else "cpu"
         compute_type = compute_type or ("int8" if device == "cpu" else "float16")
@@ -124,6 +120,7 @@ class WhisperEngine(SttEngine):
                 f"could not load the Whisper model {model!r} on {device} ({exc}); set VF_STT_MODEL "
                 f"to a CTranslate2 Whisper folder, or leave it empty for the packaged Whisper base"
             ) from exc
+        self.window = ShortWindow(self._model, encoder_window_s) if encoder_window_s < 30.0 else None
 
     @classmethod
     def from_settings(cls, settings: SttSettings) -> WhisperEngine:
@@ -132,23 +129,24 @@ class WhisperEngine(SttEngine):
 
     def transcribe(self, audio: np.ndarray, language: str | None) -> Transcript:
         started = time.perf_counter()
-        segments, info = self._model.transcribe(
-            audio,
-            language=language,
-            beam_size=1,
-            best_of=1,
-            temperature=0.0,  # one greedy pass, no fallback re-decoding
-            # Timestamp tokens let a short encoder window end cleanly instead of repeating itself.
-            without_timestamps=not self.short_window,
-            condition_on_previous_text=False,
-            vad_filter=False,  # we gate with Silero ourselves
-            word_timestamps=False,
-        )
-        result = Transcript(
-            segments=[Segment(s.text, s.no_speech_prob, s.avg_logprob, s.compression_ratio) for s in segments],
-            language=info.language,
-            audio_s=audio.size / BUS_RATE,
-        )
+        short = self.window.transcribe(audio, language) if self.window is not None else None
+        if short is not None:
+            segments, detected = short
+        else:
+            decoded, info = self._model.transcribe(
+                audio,
+                language=language,
+                beam_size=1,
+                best_of=1,
+                temperature=0.0,  # one greedy pass, no fallback re-decoding
+                without_timestamps=True,
+                condition_on_previous_text=False,
+                vad_filter=False,  # we gate with Silero ourselves
+                word_timestamps=False,
+            )
+            segments = [Segment(s.text, s.no_speech_prob, s.avg_logprob, s.compression_ratio) for s in decoded]
+            detected = info.language
+        result = Transcript(segments=segments, language=detected, audio_s=audio.size / BUS_RATE)
         result.elapsed_s = time.perf_counter() - started
         return result
 
@@ -239,28 +237,103 @@ def resolve_english_model(model_en: str) -> str | None:
     return resolve_model(model_en)
 
 
-def shorten_encoder_window(min_frames: int) -> None:
-    """Let Whisper's encoder see a window sized to the utterance instead of 30 s.
+class ShortWindow:
+    """One utterance through Whisper with the encoder window sized to it, not to 30 s.
 
-    faster-whisper pads every window to 3000 mel frames (30 s), so a 2 s command
-    costs as much encoder time as a 30 s one. CTranslate2's encoder accepts
-    shorter input (like whisper.cpp's ``audio_ctx``): padding to the speech plus
-    one second, and never below ``min_frames``, makes the encoder about 4x faster
-    on commands. Too short a window makes Whisper repeat itself, hence the floor
-    and timestamps on; it also costs some accuracy (measured in the README), so
-    it is off by default (VF_STT_ENCODER_WINDOW_S=30). faster-whisper exposes no
-    setting for this, so its module-level padding function is wrapped, once per
-    process.
+    faster-whisper pads every window to 3000 mel frames (30 s), so a 2 s
+    command costs as much encoder time as a 30 s one. CTranslate2's encoder
+    takes shorter input (whisper.cpp's ``audio_ctx`` is the precedent): here
+    the utterance's features are padded, as faster-whisper pads them, to
+    ``floor_s`` (or to the speech plus :attr:`MARGIN_FRAMES`, whichever is
+    longer), encoded once and decoded greedily in one pass, with no timestamp
+    tokens and no seek loop (faster-whisper's would decode the padding again
+    after a segment ending inside the window).
+
+    Measured on 2026-11-30 (vad_stt_worker/README.md "Encoder window"): at
+    10 s the final transcript of a command is ready 200-600 ms sooner and the
+    synthetic corpora keep their word error rate, but tiny.en makes about 3
+    points more word errors on real people's speech with any window under
+    30 s, so it is off by default; below 10 s it also repeats itself.
+    Timestamp tokens, which the first version of this turned on, lowered
+    every segment's average log-probability by about 0.2 (what the
+    hallucination filter judges) and predicted segment ends past the audio.
+
+    ``transcribe`` returns None (the caller then runs the stock 30 s path)
+    when the language is to be detected (detection is left to the full
+    window), when the utterance does not fit the window, or when the decode
+    ran away: more tokens than anyone speaks in that time, or a repetitive
+    text (compression ratio above 2.4, Whisper's own threshold).
     """
-    import faster_whisper.transcribe as fwt
 
-    stock = getattr(fwt, "_stock_pad_or_trim", fwt.pad_or_trim)
-    fwt._stock_pad_or_trim = stock  # type: ignore[attr-defined]
+    MARGIN_FRAMES = 100  # 1 s of padding after the speech, even past the floor
+    MAX_FRAMES = 3000  # Whisper's 30 s
+    MAX_COMPRESSION_RATIO = 2.4
 
-    def pad_to_speech(array: np.ndarray, length: int = 3000, *, axis: int = -1) -> np.ndarray:
-        return stock(array, min(length, max(min_frames, array.shape[axis] + 100)), axis=axis)
+    def __init__(self, model: Any, floor_s: float) -> None:
+        self.model = model  # faster_whisper.WhisperModel
+        self.floor_frames = int(floor_s * 100)
+        self._tokenizers: dict[str, Any] = {}
 
-    fwt.pad_or_trim = pad_to_speech
+    def frames(self, content_frames: int) -> int:
+        """Encoder window (mel frames, 10 ms each) for an utterance of ``content_frames``."""
+        return min(self.MAX_FRAMES, max(self.floor_frames, content_frames + self.MARGIN_FRAMES))
+
+    @staticmethod
+    def max_tokens(content_frames: int) -> int:
+        """Room for fast speech (about 6 tokens a second) twice over: a decode that needs more is looping."""
+        return 24 + 12 * content_frames // 100
+
+    def _tokenizer(self, language: str) -> tuple[Any, list[int], list[int]]:
+        if language not in self._tokenizers:
+            from faster_whisper.tokenizer import Tokenizer
+            from faster_whisper.transcribe import get_suppressed_tokens
+
+            tokenizer = Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual, task="transcribe",
+                                  language=language)
+            prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+            suppress = list(get_suppressed_tokens(tokenizer, [-1]))  # faster-whisper's default set
+            self._tokenizers[language] = (tokenizer, prompt, suppress)
+        return self._tokenizers[language]
+
+    def transcribe(self, audio: np.ndarray, language: str | None) -> tuple[list[Segment], str] | None:
+        """``audio``: float32 mono 16 kHz; the segments and the language, or None for the stock path."""
+        from faster_whisper.transcribe import get_compression_ratio
+
+        multilingual = self.model.model.is_multilingual
+        if language is None and multilingual:
+            return None
+        language = language if multilingual else "en"  # as faster-whisper does for an English-only model
+        features = self.model.feature_extractor(audio)
+        content = features.shape[-1] - 1  # the last frame is faster-whisper's 160-sample padding
+        if content + self.MARGIN_FRAMES > self.MAX_FRAMES:
+            return None
+        window = np.zeros((features.shape[0], self.frames(content)), dtype=np.float32)
+        window[:, :content] = features[:, :content]  # zeros after it: faster-whisper's padding
+        encoded = self.model.encode(window)
+        tokenizer, prompt, suppress = self._tokenizer(language)
+        limit = self.max_tokens(content)
+        result = self.model.model.generate(
+            encoded,
+            [prompt],
+            beam_size=1,
+            max_length=len(prompt) + limit,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=suppress,
+        )[0]
+        tokens = result.sequences_ids[0]
+        text = tokenizer.decode(tokens)
+        compression_ratio = get_compression_ratio(text.strip())
+        if len(tokens) >= limit or compression_ratio > self.MAX_COMPRESSION_RATIO:
+            log.debug("short window ran away (%d tokens, compression %.1f); 30 s window", len(tokens),
+                      compression_ratio)
+            return None
+        # As faster-whisper computes it (length penalty 1), so the hallucination filter's thresholds hold.
+        avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+        if not text.strip():
+            return [], language
+        return [Segment(text, result.no_speech_prob, avg_logprob, compression_ratio)], language
 
 
 def resolve_model(model: str) -> str:
