@@ -96,6 +96,28 @@ def _voice() -> Any:
     return PiperVoice.load(str(piper_voice()))
 
 
+#: The assistant's voice in the trials: "piper" (joe) or "hibari" (the English default since 2026-11-30).
+REPLY_VOICE = "piper"
+
+
+@functools.lru_cache(maxsize=1)
+def _hibari() -> Any:
+    from tts_worker.hibari_engine import HibariEngine
+
+    return HibariEngine.load()
+
+
+def reply_audio(text: str, rate: int) -> np.ndarray:
+    """The assistant's reply in ``REPLY_VOICE``, int16 at ``rate`` (what the TTS worker would send)."""
+    if REPLY_VOICE == "piper":
+        return synth(text, rate)
+    import soxr
+
+    engine = _hibari()
+    audio = np.concatenate(list(engine.synthesize(text)))
+    return soxr.resample(audio, engine.sample_rate, rate).astype(np.int16)
+
+
 @functools.lru_cache(maxsize=32)
 def synth(text: str, rate: int, length_scale: float = 1.0, pitch: float = 1.0) -> np.ndarray:
     """``text`` by the Piper voice at ``rate``; ``pitch`` != 1 shifts its pitch (and tempo) by resampling."""
@@ -198,7 +220,7 @@ async def trial(
     await bus.redis.set(keys.current_turn(sid), turn)
     await asyncio.sleep(0.3)  # let the worker claim it, as a real session would be
 
-    reply = synth(reply_text, OUT_RATE)
+    reply = reply_audio(reply_text, OUT_RATE)
     step = OUT_RATE // 10
     for index, offset in enumerate(range(0, reply.size, step)):  # as the TTS worker writes it
         last = offset + step >= reply.size
@@ -359,7 +381,11 @@ def main() -> int:
     parser.add_argument("--room", action="store_true", help="reverberation and a saturating speaker on the echo")
     parser.add_argument("--people", action="store_true",
                         help="recordings of real people interrupt, not Piper voices (bench/people.py)")
+    parser.add_argument("--reply-voice", choices=["piper", "hibari"], default="piper",
+                        help="the assistant's voice whose echo comes back (hibari: the English default)")
     args = parser.parse_args()
+    global REPLY_VOICE
+    REPLY_VOICE = args.reply_voice
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     report = asyncio.run(run(aec=not args.no_aec, in_room=args.room, real_people=args.people))
     print(table(report["by_gain"], ["echo_db", "detected", "false_interrupts", "latency_p50_ms", "speech_p50_ms",
@@ -370,6 +396,7 @@ def main() -> int:
           f"(from the speech onset: p50 {speech['p50']:.0f} ms p90 {speech['p90']:.0f} ms); "
           f"words lost {report['words_lost']} of {report['words_said']}")
     name = "bargein" + ("_noaec" if args.no_aec else "") + ("_room" if args.room else "")
+    name += "_hibari" if args.reply_voice == "hibari" else ""
     path = write(name + ("_people" if args.people else ""), report)
     print(f"wrote {path}")
     return 0
