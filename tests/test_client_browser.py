@@ -141,7 +141,9 @@ def test_barge_in_flushes_the_page_playback(gateway: GatewayProc, settings: BusS
 
 def test_refused_token_returns_to_sign_in_and_dev_sign_in_works(gateway: GatewayProc, driver: Any) -> None:
     driver.get(f"{gateway.http}/?token=not-a-real-token")
-    driver.find_element("id", "mic").click()
+    mic = driver.find_element("id", "mic")
+    wait_for(lambda: mic.is_displayed() and mic.is_enabled(), 10, "the page ready to talk", driver)
+    mic.click()
     wait_for(lambda: driver.execute_script("return !document.getElementById('signin').hidden"), 10,
              "the sign-in view", driver)
     assert "refused the token" in text_of(driver, "#signin-error")
