@@ -410,7 +410,9 @@ class Turn:
         if self.request.text.strip():
             entries.append(HistoryEntry("user", self.request.text.strip(), self.turn_id, tool=tool))
         # The marker holds the first reason (a barge-in's turn is then superseded by the next turn too).
-        reason = (await self.ctx.bus.cancel_reason(self.session_id, self.turn_id) or self.cancel_reason) if interrupted else ""
+        reason = ""
+        if interrupted:
+            reason = await self.ctx.bus.cancel_reason(self.session_id, self.turn_id) or self.cancel_reason
         unheard = reason == BARGE_IN_UNHEARD
         if unheard:
             said = ""  # handed to TTS perhaps, but never played: the next turn takes this one's words
