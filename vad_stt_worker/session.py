@@ -268,6 +268,8 @@ class SessionRunner:
             if action.continues:
                 self._carried_on.add(action.continues)
                 self._continues[action.utterance] = action.continues
+                if len(self._continues) > 8:  # utterances never handed on (too short, nothing said)
+                    del self._continues[next(iter(self._continues))]
             await bus.emit(
                 SpeechStarted(session_id=sid, seq=action.utterance, audio_ms=self._audio_ms(action.position))
             )
