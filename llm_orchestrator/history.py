@@ -2,9 +2,13 @@
 
 Entries are JSON objects in the list ``keys.history(sid)``:
 ``{"role": "user"|"assistant", "content": ..., "turn_id": ..., "at": epoch,
-"interrupted": bool}``. The list is capped and expires a while after the last
+"interrupted": bool, "unheard": bool}``. The list is capped and expires a while after the last
 turn. What goes into a prompt is a suffix of it, cut to a number of exchanges
 and an approximate token budget.
+
+An exchange cancelled by the person speaking again before any of its reply was
+heard (``unheard``) is not kept as such once the next turn comes: that turn
+takes its words (:meth:`History.take_unheard`) and is answered as one request.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ class HistoryEntry:
     n: int = 0  # user messages: 1, 2, 3... in the session (0: not numbered)
     #: The tool that answered this exchange (a command), "" for the model's own replies.
     tool: str = ""
+    #: An assistant entry: the person spoke again before any of this reply was heard (see take_unheard).
+    unheard: bool = False
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> HistoryEntry | None:
@@ -54,6 +60,7 @@ class HistoryEntry:
                 interrupted=bool(data.get("interrupted", False)),
                 n=int(data.get("n", 0)),
                 tool=str(data.get("tool", "")),
+                unheard=bool(data.get("unheard", False)),
             )
         except (ValueError, KeyError, TypeError):
             return None
@@ -130,6 +137,39 @@ class History:
         raw = await self.bus.redis.lrange(self.bus.keys.history(session_id), -3 * self.max_turns, -1)
         parsed = [HistoryEntry.from_json(item) for item in raw]
         return trim([e for e in parsed if e is not None], self.max_turns, self.token_budget)
+
+    async def take_unheard(self, session_id: str, turn_id: str, max_age_s: float) -> HistoryEntry | None:
+        """The user entry of the session's last exchange if its reply was not heard; removed from the history.
+
+        That exchange was cancelled because the person went on speaking (the
+        STT worker's ``barge_in_unheard``): the turn ``turn_id`` now being
+        answered is the rest of the same request. Not when the exchange is
+        ``max_age_s`` old or more, nor when it is ``turn_id`` itself (a turn
+        redelivered after its worker died).
+        """
+        key = self.bus.keys.history(session_id)
+        raw = await self.bus.redis.lrange(key, -2, -1)
+        if len(raw) < 2:
+            return None
+        question, answer = HistoryEntry.from_json(raw[0]), HistoryEntry.from_json(raw[1])
+        if (
+            question is None
+            or answer is None
+            or question.role != "user"
+            or answer.role != "assistant"
+            or not answer.unheard
+            or question.turn_id != answer.turn_id
+            or question.turn_id == turn_id
+            or now() - answer.at >= max_age_s
+        ):
+            return None
+        pipe = self.bus.redis.pipeline(transaction=True)
+        pipe.lrem(key, -1, raw[1])
+        pipe.lrem(key, -1, raw[0])
+        removed = await pipe.execute()
+        if removed[0] + removed[1] < 2:
+            return None  # another worker took it
+        return question
 
     async def append(self, session_id: str, *entries: HistoryEntry) -> None:
         key = self.bus.keys.history(session_id)

@@ -89,6 +89,12 @@ class LlmSettings(ServiceSettings):
     history_turns: int = Field(8, ge=0, description="Past exchanges given to the model")
     history_tokens: int = Field(1200, ge=0, description="Token budget of the history in the prompt")
     history_ttl_s: int = Field(3600, gt=0, description="History expires this long after the last turn")
+    merge_unheard_s: float = Field(
+        20.0,
+        ge=0,
+        description="A turn cancelled because the person went on speaking before any of its reply was heard "
+        "is answered with the next turn as one request (its words first) when that comes within this long; 0: never",
+    )
     stale_turn_s: float = Field(
         60.0, gt=0, description="A turn reclaimed after this long is reported failed, not answered"
     )

@@ -23,7 +23,7 @@ from llama_index.core.tools import BaseTool
 
 from voicefleet import metrics, tracing
 from voicefleet.bus import Bus
-from voicefleet.messages import Error, Notice, TurnRequest, now
+from voicefleet.messages import BARGE_IN_UNHEARD, Error, Notice, TurnRequest, now
 from voicefleet.remote_tools import RemoteTool
 from voicefleet.sessions import SessionRecord, Sessions
 
@@ -114,11 +114,13 @@ class Turn:
         progress, session, cancelled = await asyncio.gather(
             TurnProgress(bus, self.session_id, self.turn_id).load(),
             Sessions(bus).for_turn(self.session_id, self.request.user),
-            bus.is_cancelled(self.session_id, self.turn_id),
+            bus.cancel_reason(self.session_id, self.turn_id),
         )
         if progress.done:
             self._log("turn already answered (redelivered); skipping")
             return
+        if not progress.exists and not cancelled:
+            await self._take_unheard()
         reply = self.reply = Reply(bus, self.request, session, progress)
         reply.cancelled = self.cancelled
         if progress.exists:
@@ -129,7 +131,7 @@ class Turn:
             self._log("taking over a turn from %s (%d chunks spoken)", progress.owner or "?", progress.chunks)
         await progress.claim(self.ctx.instance)
         if cancelled:
-            self.cancel("cancelled before start")
+            self.cancel(cancelled)  # its reason: a barge-in with nothing heard keeps its words for the next turn
         if not self.cancelled:
             self._work = asyncio.create_task(self._respond(reply, session), name=f"turn-{self.turn_id}")
             try:
@@ -161,6 +163,26 @@ class Turn:
             f" ({self.cancel_reason})" if interrupted else "",
             ms=(time.monotonic() - started) * 1000,
         )
+
+    async def _take_unheard(self) -> None:
+        """Answer the session's last turn too when none of its reply was heard: its words come first.
+
+        The person paused, the turn ended, and they went on before the reply
+        played (a barge-in with nothing heard): one request in two turns. Its
+        exchange leaves the history, and this turn's text holds both parts.
+        """
+        max_age = self.ctx.settings.merge_unheard_s
+        if self.request.history is not None or max_age <= 0:
+            return
+        earlier = await self.ctx.history.take_unheard(self.session_id, self.turn_id, max_age)
+        if earlier is None:
+            return
+        if self.request.continues == earlier.turn_id:
+            self._log("the words of turn %s are in this transcript already", earlier.turn_id)
+            return  # the STT worker heard the two as one utterance (its carry-on)
+        text = join_parts(earlier.content, self.request.text)
+        self._log("answering turn %s (nothing of its reply heard) with this one: %r", earlier.turn_id, text)
+        self.request = self.request.model_copy(update={"text": text})
 
     async def _respond(self, reply: Reply, session: SessionRecord) -> None:
         text = self.request.text.strip()
@@ -387,13 +409,22 @@ class Turn:
         tool = self.answered_by
         if self.request.text.strip():
             entries.append(HistoryEntry("user", self.request.text.strip(), self.turn_id, tool=tool))
+        # The marker holds the first reason (a barge-in's turn is then superseded by the next turn too).
+        reason = ""
         if interrupted:
+            reason = await self.ctx.bus.cancel_reason(self.session_id, self.turn_id) or self.cancel_reason
+        unheard = reason == BARGE_IN_UNHEARD
+        if unheard:
+            said = ""  # handed to TTS perhaps, but never played: the next turn takes this one's words
+        elif interrupted:
             said = reply.spoken_text
         elif self.assistant_text is not None:
             said = self.assistant_text
         else:
             said = reply.text.strip()
-        entries.append(HistoryEntry("assistant", said, self.turn_id, interrupted=interrupted, tool=tool))
+        entries.append(
+            HistoryEntry("assistant", said, self.turn_id, interrupted=interrupted, tool=tool, unheard=unheard)
+        )
         await self.ctx.history.append(self.session_id, *entries)
 
     def _chunker(self, early_first: bool = True) -> SpeechChunker:
@@ -407,6 +438,18 @@ class Turn:
         for stage in ("llm_request", "llm_first_token", "first_chunk"):
             if stage in ts:
                 metrics.STAGE_LATENCY.labels(stage).observe(max(0.0, ts[stage] - origin))
+
+
+def join_parts(first: str, then: str) -> str:
+    """One request from a sentence and the words that went on from it: "begin," + "Right?" -> "begin, right?"."""
+    first, then = first.strip(), then.strip()
+    if not first or not then:
+        return first or then
+    word = then.split()[0]
+    pronoun = word[0] == "I" and (len(word) == 1 or not word[1].isalpha())  # I, I'm, I'll
+    if first[-1] not in ".!?" and word[0].isupper() and word[1:].islower() and not pronoun:
+        then = then[0].lower() + then[1:]  # Whisper capitalised it as a sentence of its own
+    return f"{first} {then}"
 
 
 def exchanges(history: Sequence[HistoryEntry]) -> tuple[tuple[str, str], ...]:

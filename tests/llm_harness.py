@@ -37,6 +37,7 @@ class FakeBackend(Backend):
         self.words = words
         self.call = call  # a call made under a grammar (no message: the tool's answer is spoken)
         self.calls = 0
+        self.prompts: list[list[ChatMessage]] = []  # the messages of each call
 
     @property
     def llm(self) -> LLM:
@@ -56,6 +57,7 @@ class FakeBackend(Backend):
         spoken: threading.Event | None = None,
     ) -> AsyncIterator[Piece]:
         self.calls += 1
+        self.prompts.append(list(messages))
         if self.call is not None and tools:
             yield Piece(tool_calls=[self.call])
             return

@@ -7,15 +7,24 @@ from typing import Any
 
 import pytest
 from llama_index.core.base.llms.types import MessageRole
-from llm_harness import FakeBackend, messages, read_until_done, running_service, send_turn, speak_entries
+from llm_harness import (
+    FakeBackend,
+    eventually,
+    messages,
+    read_until_done,
+    running_service,
+    send_turn,
+    speak_entries,
+)
 
 from llm_orchestrator.backends import Backend, BackendError, BackendsUnavailable, FallbackChain
 from llm_orchestrator.history import History, HistoryEntry, trim
 from llm_orchestrator.prompt import PromptBuilder
 from llm_orchestrator.settings import LlmSettings
 from llm_orchestrator.tools_client import memory_items
+from llm_orchestrator.turn import join_parts
 from voicefleet.bus import Bus
-from voicefleet.messages import ChatEntry, ReplyDelta
+from voicefleet.messages import BARGE_IN_UNHEARD, ChatEntry, ReplyDelta, TurnRequest, now
 from voicefleet.settings import BusSettings
 
 
@@ -205,3 +214,115 @@ async def test_the_model_is_told_once_the_first_chunk_went_to_speech(bus: Bus, b
     flag = backend.spoken[0]
     assert flag is not None and flag.is_set()
     assert await speak_entries(bus, turn.turn_id)
+
+
+# ---- a turn cancelled before any of its reply was heard -------------------------------------------
+
+
+def test_the_words_that_went_on_join_the_sentence() -> None:
+    assert join_parts("Okay, well I think we're ready to begin,", "Right?") == (
+        "Okay, well I think we're ready to begin, right?"
+    )
+    assert join_parts("Set a timer for", "ten minutes.") == "Set a timer for ten minutes."
+    assert join_parts("Stop.", "Right?") == "Stop. Right?"  # a sentence of its own stays one
+    assert join_parts("Tell me", "I'm curious about Paris.") == "Tell me I'm curious about Paris."
+
+
+async def has_speech(bus: Bus, turn_id: str) -> bool:
+    return bool(await speak_entries(bus, turn_id))
+
+
+async def unheard_turn(bus: Bus, sid: str, text: str) -> TurnRequest:
+    """A turn the person went on from before its reply played: the STT worker's barge-in, then the next turn."""
+    turn = await send_turn(bus, sid, text)
+    await bus.cancel(sid, turn.turn_id, BARGE_IN_UNHEARD)
+    await bus.cancel(sid, turn.turn_id, "new_turn")  # the next turn supersedes it: the first reason stays
+    await read_until_done(bus, sid, turn.turn_id)
+    return turn
+
+
+def user_messages(prompt: list[Any]) -> list[str]:
+    return [str(m.content) for m in prompt if m.role == MessageRole.USER]
+
+
+async def test_a_turn_cancelled_before_its_reply_was_heard_is_answered_with_the_next(
+    bus: Bus, bus_settings: BusSettings
+) -> None:
+    model = FakeBackend("fake", words=("Yes,", " let's", " begin."))
+    history = History(bus, 8, 1200, 60)
+    async with running_service(bus_settings, [model], intents=False):
+        first = await unheard_turn(bus, "merge1", "Okay, well I think we're ready to begin,")
+        kept = await history.entries("merge1")
+        assert [(e.role, e.content, e.unheard) for e in kept] == [
+            ("user", first.text, False),
+            ("assistant", "", True),
+        ]
+        second = await send_turn(bus, "merge1", "Right?", source="text")
+        await read_until_done(bus, "merge1", second.turn_id)
+    merged = "Okay, well I think we're ready to begin, right?"
+    assert user_messages(model.prompts[-1]) == [merged]  # one request, both parts
+    kept = await history.entries("merge1")
+    assert [(e.role, e.content, e.turn_id) for e in kept] == [
+        ("user", merged, second.turn_id),
+        ("assistant", "Yes, let's begin.", second.turn_id),
+    ]
+
+
+async def test_a_transcript_that_went_on_from_the_cancelled_turn_is_not_doubled(
+    bus: Bus, bus_settings: BusSettings
+) -> None:
+    model = FakeBackend("fake")
+    history = History(bus, 8, 1200, 60)
+    async with running_service(bus_settings, [model], intents=False):
+        first = await unheard_turn(bus, "merge2", "Okay, well I think we're ready to begin,")
+        whole = "Okay, well, I think we're ready to begin, right?"  # the STT carry-on: one utterance
+        second = await send_turn(bus, "merge2", whole, continues=first.turn_id)
+        await read_until_done(bus, "merge2", second.turn_id)
+    assert user_messages(model.prompts[-1]) == [whole]
+    kept = [(e.role, e.content) for e in await history.entries("merge2")]
+    assert kept == [("user", whole), ("assistant", "Hi there.")]
+
+
+async def test_a_reply_that_was_heard_is_a_real_barge_in(bus: Bus, bus_settings: BusSettings) -> None:
+    """Cancelled over its playback (or cancelled too long ago): the next turn is a request of its own."""
+    history = History(bus, 8, 1200, 60)
+    telling = FakeBackend("fake", "stall", words=("Once upon a time, there was a dragon.", " It", " slept."))
+    async with running_service(bus_settings, [telling], intents=False, reply_checks=False):
+        first = await send_turn(bus, "merge3", "Tell me a story.")
+        await eventually(lambda: has_speech(bus, first.turn_id))
+        await bus.cancel("merge3", first.turn_id, "barge_in")  # over its playback
+        await read_until_done(bus, "merge3", first.turn_id)
+    model = FakeBackend("fake")
+    async with running_service(bus_settings, [model], intents=False, reply_checks=False):
+        second = await send_turn(bus, "merge3", "Another one?")
+        await read_until_done(bus, "merge3", second.turn_id)
+    heard = " ".join(e.message.text for e in await speak_entries(bus, first.turn_id))  # type: ignore[union-attr]
+    assert heard.startswith("Once upon a time")  # the heard part stays as it was
+    assert user_messages(model.prompts[-1]) == ["Tell me a story.", "Another one?"]
+    assert [(e.role, e.content) for e in await history.entries("merge3")] == [
+        ("user", "Tell me a story."),
+        ("assistant", heard),
+        ("user", "Another one?"),
+        ("assistant", "Hi there."),
+    ]
+
+    async with running_service(bus_settings, [model], intents=False, reply_checks=False, merge_unheard_s=0):
+        await unheard_turn(bus, "merge4", "Okay, well I think we're ready to begin,")
+        third = await send_turn(bus, "merge4", "Right?")
+        await read_until_done(bus, "merge4", third.turn_id)
+    # Merging off: the two parts are two requests (as before this existed).
+    assert user_messages(model.prompts[-1]) == ["Okay, well I think we're ready to begin,", "Right?"]
+
+
+async def test_an_unheard_exchange_too_old_stays_in_the_history(bus: Bus) -> None:
+    history = History(bus, 8, 1200, 60)
+    await bus.redis.delete(bus.keys.history("merge5"))
+    await history.append(
+        "merge5",
+        HistoryEntry("user", "Okay,", "t1", at=now() - 100),
+        HistoryEntry("assistant", "", "t1", at=now() - 100, interrupted=True, unheard=True),
+    )
+    assert await history.take_unheard("merge5", "t2", 20) is None
+    assert await history.take_unheard("merge5", "t1", 1000) is None  # the same turn, redelivered
+    taken = await history.take_unheard("merge5", "t2", 1000)
+    assert taken is not None and taken.content == "Okay," and await history.entries("merge5") == []

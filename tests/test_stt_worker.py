@@ -20,6 +20,7 @@ from vad_stt_worker.worker import SttService
 from voicefleet import tracing
 from voicefleet.bus import Bus
 from voicefleet.messages import (
+    BARGE_IN_UNHEARD,
     Configure,
     PlaybackFinished,
     PlaybackStarted,
@@ -214,6 +215,22 @@ async def test_a_sentence_with_a_pause_makes_one_turn_with_every_word(bus: Bus, 
     assert isinstance(turns[-1], TurnRequest) and turns[-1].turn_id == final.turn_id
     for turn in turns[:-1]:
         assert await bus.is_cancelled(session.sid, turn.turn_id), turn.text
+    if len(turns) > 1:  # the last transcript holds that turn's words: the orchestrator must not add them again
+        assert turns[-1].continues == turns[-2].turn_id
+
+
+async def test_going_on_before_the_reply_is_heard_cancels_the_turn_as_unheard(bus: Bus, service: SttService) -> None:
+    """The turn ended at the pause; the person goes on later, no reply heard yet: the orchestrator merges the two."""
+    session = FakeGatewaySession(bus)
+    await session.open()
+    await session.stream(np.concatenate([silence(0.5), say("Okay, well I think we're ready to begin,"), silence(1.5)]))
+    first = await session.wait_for(lambda m: is_final(m) and "begin" in m.text.lower(), within=30)
+    await session.stream(np.concatenate([say("right? Shall we start with the budget?"), silence(1.5)]))
+    second = await session.wait_for(lambda m: is_final(m) and "budget" in m.text.lower(), within=30)
+    assert await bus.cancel_reason(session.sid, first.turn_id) == BARGE_IN_UNHEARD
+    turns = [e.message for e in await bus.read(bus.keys.turns, "0", block_ms=1000)]
+    last = next(t for t in turns if isinstance(t, TurnRequest) and t.turn_id == second.turn_id)
+    assert last.continues == ""  # a turn of its own words: the orchestrator puts the first part in front
 
 
 def echo_of(reply: np.ndarray, rate: int, gain_db: float, delay_ms: float) -> np.ndarray:

@@ -25,6 +25,8 @@ from voicefleet.aec import EchoCanceller
 from voicefleet.audio import BUS_RATE, resample
 from voicefleet.bus import REDIS_DOWN, Backoff, Bus, Entry
 from voicefleet.messages import (
+    BARGE_IN,
+    BARGE_IN_UNHEARD,
     AudioChunk,
     AudioFrame,
     Configure,
@@ -127,6 +129,8 @@ class SessionRunner:
         self._last_final: asyncio.Task[Any] | None = None
         self._open_utterance = 0  # utterance now being spoken (0: none)
         self._carried_on: set[int] = set()  # ended early, then continued by a later utterance: no turn of its own
+        self._continues: dict[int, int] = {}  # utterance -> the earlier one whose audio it goes on from
+        self._turn_of: dict[int, str] = {}  # utterance -> the turn it was handed on as (the last few)
         self._turn_sent_at: float | None = None  # monotonic time of our last TurnRequest
         self._reply_audible = False  # playback started since that turn
         self._reply_cut = False  # a barge-in cut the reply now playing: the echo canceller restarts when it stops
@@ -263,11 +267,16 @@ class SessionRunner:
             self._open_utterance = action.utterance
             if action.continues:
                 self._carried_on.add(action.continues)
+                self._continues[action.utterance] = action.continues
+                if len(self._continues) > 8:  # utterances never handed on (too short, nothing said)
+                    del self._continues[next(iter(self._continues))]
             await bus.emit(
                 SpeechStarted(session_id=sid, seq=action.utterance, audio_ms=self._audio_ms(action.position))
             )
-            if action.over_playback or self._turn_in_progress():
-                await self._barge_in()
+            if action.over_playback:
+                await self._barge_in(BARGE_IN)
+            elif self._turn_in_progress():  # nothing of the reply heard yet: its words go with the next turn
+                await self._barge_in(BARGE_IN_UNHEARD)
         elif isinstance(action, SpeechEnd):
             self._open_utterance = 0
             await bus.emit(
@@ -392,10 +401,21 @@ class SessionRunner:
         bus = self.ctx.bus
         turn_id = await self.sessions.start_turn(self.sid, reason="new_turn")
         tracing.set_attributes(**{tracing.TURN: turn_id})
+        # Finals go out in order: an utterance this one went on from was handed on (or not) already.
+        continues = self._turn_of.get(self._continues.pop(action.utterance, 0), "")
+        self._turn_of[action.utterance] = turn_id
+        if len(self._turn_of) > 8:
+            del self._turn_of[next(iter(self._turn_of))]
         await bus.enqueue(
             bus.keys.turns,
             TurnRequest(
-                session_id=self.sid, turn_id=turn_id, user=self.user, text=rec.text, source="voice", ts=dict(ts)
+                session_id=self.sid,
+                turn_id=turn_id,
+                user=self.user,
+                text=rec.text,
+                source="voice",
+                continues=continues,
+                ts=dict(ts),
             ),
         )
         self.replay.handed_on(action)
@@ -427,9 +447,9 @@ class SessionRunner:
             return False
         return time.monotonic() - self._turn_sent_at < self.ctx.settings.turn_busy_s
 
-    async def _barge_in(self) -> None:
+    async def _barge_in(self, reason: str) -> None:
         self._turn_sent_at = None
-        turn_id = await self.sessions.cancel_current(self.sid, "barge_in")
+        turn_id = await self.sessions.cancel_current(self.sid, reason)
         if not turn_id:
             return
         if self.listener.aec is not None:
@@ -437,7 +457,7 @@ class SessionRunner:
             # `interrupted` and stops (PlaybackFinished drops the rest of the reference).
             self._ref_turns[turn_id] = False
             self._reply_cut = self.listener.detector.playing
-        log.info("barge-in: cancelled the turn", extra={"session": self.sid, "turn": turn_id})
+        log.info("barge-in: cancelled the turn (%s)", reason, extra={"session": self.sid, "turn": turn_id})
 
     # --------------------------------------------------------------- settings
     def _configure(self, msg: Configure) -> None:

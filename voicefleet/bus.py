@@ -330,12 +330,18 @@ class Bus:
     async def cancel(self, session_id: str, turn_id: str, reason: str = "barge_in") -> None:
         msg = Cancel(session_id=session_id, turn_id=turn_id, reason=reason).stamp("cancel")
         pipe = self.redis.pipeline(transaction=False)
-        pipe.set(self.keys.cancelled(session_id, turn_id), reason, ex=CANCEL_TTL_S)
+        # The first reason stays: a barge-in's turn is cancelled again as superseded by the next turn.
+        pipe.set(self.keys.cancelled(session_id, turn_id), reason, ex=CANCEL_TTL_S, nx=True)
         pipe.publish(self.keys.cancel_channel, codec.encode_text(msg))
         await pipe.execute()
 
     async def is_cancelled(self, session_id: str, turn_id: str) -> bool:
         return bool(await self.redis.exists(self.keys.cancelled(session_id, turn_id)))
+
+    async def cancel_reason(self, session_id: str, turn_id: str) -> str:
+        """Why the turn was cancelled ("" when it was not)."""
+        value = await self.redis.get(self.keys.cancelled(session_id, turn_id))
+        return value.decode(errors="replace") if isinstance(value, bytes) else (value or "")
 
     async def cancels(self) -> AsyncIterator[Cancel]:
         """Every cancel broadcast from now on; resubscribes after a Redis restart."""

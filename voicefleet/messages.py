@@ -240,6 +240,9 @@ class TurnRequest(Message):
     speak: bool = True
     #: The conversation so far as the client keeps it; None: the session's own history in Redis.
     history: list[ChatEntry] | None = None
+    #: A voice turn whose audio went on from an earlier turn's (the STT carry-on): that turn's id. Its
+    #: words are already in ``text``; the orchestrator must not put them in front a second time.
+    continues: str = ""
 
 
 class SpeakRequest(Message):
@@ -274,11 +277,18 @@ class ToolResult(Message):
     data: Any = None
 
 
+#: Cancel reasons of a barge-in: the person spoke over the reply (or while it was being prepared)...
+BARGE_IN = "barge_in"
+#: ...before any of it was heard: the orchestrator hears the next turn as the same request, this one's
+#: words first (``llm_orchestrator.history.History.take_unheard``).
+BARGE_IN_UNHEARD = "barge_in_unheard"
+
+
 class Cancel(Message):
     """Stop everything for ``turn_id`` (or the whole session when empty)."""
 
     type: Literal["cancel"] = "cancel"
-    reason: str = "barge_in"
+    reason: str = BARGE_IN
 
 
 class TtsRequest(Message):
