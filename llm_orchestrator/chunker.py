@@ -55,8 +55,7 @@ _PREPOSITIONS = frozenset("in on at with for from into during after before about
 _BINDS = {
     "and": frozenset("between both either neither whether".split()),  # anywhere in the last words
     "that": frozenset(
-        "about of in on at with for from to by into like do does did is was are were all so not just than "
-        "love loves try believe".split()
+        "about of in on at with for from to by into like do does did all so not just than love loves try".split()
     ),
     "than": frozenset("more less fewer other".split()),
     "if": frozenset("even as only".split()),
@@ -70,6 +69,8 @@ _BINDS = {
         "one some many most all each none part both".split()
     ),
 }
+#: A word after these is in a noun phrase: "a beautiful and mysterious body", "the capital and largest city".
+_DETERMINERS = frozenset("a an the this these those my your his her its our their some any such very".split())
 _NUMBER_WORDS = frozenset(
     "one two three four five six seven eight nine ten eleven twelve twenty thirty forty fifty hundred thousand "
     "million more less sooner later".split()
@@ -263,6 +264,8 @@ def _binds(word: str, prev: str, last: list[str], conjunction: bool) -> bool:
             return True  # numbers and names: "7 and 9", "two or three", "Tom and Jerry", "more or less"
         if any(w in _BINDS["and"] for w in last):
             return True  # "between A and B", "both A and B", "either A or B"
+        if len(last) >= 2 and (last[-2] in _DETERMINERS or last[-2] in _NUMBER_WORDS):
+            return True  # "a beautiful and mysterious body", "three hearts and blue blood"
     if not conjunction:
         return low in _BINDS["_prep"] or prev[:1].isupper() or any(c.isdigit() for c in prev)
     return low in _BINDS.get(word, ())
