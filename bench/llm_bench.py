@@ -147,6 +147,7 @@ async def measure(
         summary[key] = {"p50": pct(values, 0.5), "p90": pct(values, 0.9), "mean": statistics.fmean(values)}
     summary["first_chunks"] = [
         {k: s[k] for k in ("question", "first_chunk_text", "first_chunk_text_clause_only")}
+        | {k: s[k] for k in ("ttft_ms", "first_chunk_ms", "first_chunk_clause_only_ms")}
         | {"saved_ms": s["first_chunk_clause_only_ms"] - s["first_chunk_ms"]}
         for s in samples
     ]

@@ -50,7 +50,10 @@ _CONJUNCTIONS = frozenset(
     "and but or nor because that which who whom whose when whenever while where wherever although though "
     "if unless since until than whereas whether".split()
 )
-_PREPOSITIONS = frozenset("in on at with for from into during after before about through without within by".split())
+_PREPOSITIONS = frozenset(
+    "in on at with for from into during after before about through without within by between among across "
+    "around against toward towards throughout".split()
+)
 #: A word that binds to what came before it: never cut before it after these.
 _BINDS = {
     "and": frozenset("between both either neither whether".split()),  # anywhere in the last words
