@@ -72,6 +72,10 @@ _BINDS = {
         "one some many most all each none part both".split()
     ),
 }
+#: Never left at the end of a chunk before a preposition: "the best way is | by making it a habit".
+_AUXILIARIES = frozenset(
+    "is are was were be been being am can will would should could may might must do does did has have had".split()
+)
 #: A word after these is in a noun phrase: "a beautiful and mysterious body", "the capital and largest city".
 _DETERMINERS = frozenset("a an the this these those my your his her its our their some any such very".split())
 _NUMBER_WORDS = frozenset(
@@ -270,7 +274,9 @@ def _binds(word: str, prev: str, last: list[str], conjunction: bool) -> bool:
         if len(last) >= 2 and (last[-2] in _DETERMINERS or last[-2] in _NUMBER_WORDS):
             return True  # "a beautiful and mysterious body", "three hearts and blue blood"
     if not conjunction:
-        return low in _BINDS["_prep"] or prev[:1].isupper() or any(c.isdigit() for c in prev)
+        if low in _BINDS["_prep"] or low in _AUXILIARIES or prev[:1].isupper() or any(c.isdigit() for c in prev):
+            return True  # "look for", "is by making", "Paris in", "10 in"
+        return len(last) >= 2 and last[-2] == "to"  # "to sleep on your side": a verb and its complement
     return low in _BINDS.get(word, ())
 
 

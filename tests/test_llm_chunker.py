@@ -128,6 +128,10 @@ def test_speakable(raw: str, spoken: str) -> None:
             "The best way to make a cup of tea is to boil water in a kettle first.",
             ["The best way to make a cup of tea is to boil water", "in a kettle first."],
         ),
+        (
+            "The moon's beauty is a beautiful reminder of the intricate balance between light and darkness.",
+            ["The moon's beauty is a beautiful reminder of the intricate balance", "between light and darkness."],
+        ),
         # A clause boundary that comes first still wins.
         ("The capital of France is Paris, which is on the Seine.", ["The capital of France is Paris,", "which is on the Seine."]),
     ],
@@ -151,6 +155,9 @@ def test_a_long_first_clause_is_cut_at_a_phrase_boundary(step: int, text: str, e
         "It is either red or blue in the morning.",  # either A or B
         "The moon is a beautiful and mysterious celestial body.",  # in a noun phrase
         "Paris is the capital and largest city of France.",  # in a noun phrase
+        "The first thing you should do is to sleep on your side.",  # a verb and its complement
+        "The simplest yet most effective way to improve your sleep is by making it a habit.",  # after "is"
+        "That's a lot to take in one answer.",  # "take in": fewer than first_max_words words anyway
     ],
 )
 def test_a_first_chunk_is_not_cut_where_the_words_bind(text: str) -> None:
