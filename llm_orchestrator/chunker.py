@@ -5,8 +5,9 @@ clause boundary (comma, semicolon, colon, dash) once a few words arrived.
 A first clause without any ("Mondays are a day of the week that brings
 together...") is cut where a speaker could breathe: just before a
 conjunction or a relative word ("and", "that", "because"...) once four words
-came, or before a preposition ("in", "with"...) once ``first_max_words``
-did. Such a cut waits for the word after the conjunction, so that the rest
+came, before "is"/"are"/"was"/"were" after a subject of five words or more
+("The best way to sleep | is to try..."), or before a preposition ("in",
+"with"...) once ``first_max_words`` did. Such a cut waits for the word after the conjunction, so that the rest
 is never a dangling "and dogs." alone, and it is skipped where the words
 bind ("between 7 and 9", "Tom and Jerry", "more than", "look for").
 After that the reply goes out in whole sentences, which sound better.
@@ -72,6 +73,14 @@ _BINDS = {
         "one some many most all each none part both".split()
     ),
 }
+#: After a long subject (five words or more), a pause before its verb is natural:
+#: "The best way to sleep | is to try..."
+_COPULAS = frozenset("is are was were".split())
+_NOT_A_SUBJECT_END = frozenset(
+    "there here it that this these those what which who whom whose where when why how he she they we i you "
+    "not also still".split()
+)
+_QUESTION_STARTS = frozenset("what which who whom whose where when why how is are was were do does did can".split())
 #: Never left at the end of a chunk before a preposition: "the best way is | by making it a habit".
 _AUXILIARIES = frozenset(
     "is are was were be been being am can will would should could may might must do does did has have had".split()
@@ -217,17 +226,25 @@ class SpeechChunker:
         for k in range(1, len(tokens) - 1):
             word, prev, nxt = tokens[k].group().lower(), tokens[k - 1].group(), tokens[k + 1].group()
             conjunction = word in _CONJUNCTIONS
-            if not (conjunction or word in _PREPOSITIONS):
+            copula = word in _COPULAS
+            if not (conjunction or copula or word in _PREPOSITIONS):
                 continue
             if not _BARE.match(prev) or not _BARE.match(nxt) or "\n" in text[tokens[k - 1].end() : tokens[k].start()]:
                 continue  # punctuation next to it: a clause or sentence boundary is there instead
             before = text[: tokens[k].start()]
             count = len(_WORD.findall(before))
             if count < (PHRASE_MIN_WORDS if conjunction else max(PHRASE_MIN_WORDS, self.first_max_words)):
-                continue
+                if not (copula and count > PHRASE_MIN_WORDS):
+                    continue
+            if copula and (
+                prev.lower() in _NOT_A_SUBJECT_END
+                or tokens[0].group().lower().strip("\"'\u201c") in _QUESTION_STARTS
+                or any(t.group().lower() in _QUESTION_STARTS for t in tokens[max(0, k - 3) : k])
+            ):
+                continue  # "There is", "what the weather is like", "Is it...": not a long subject
             if before.count('"') % 2 or before.count("\u201c") > before.count("\u201d"):
                 continue  # inside a quotation
-            if _binds(word, prev, [t.group().lower() for t in tokens[max(0, k - 4) : k]], conjunction):
+            if not copula and _binds(word, prev, [t.group().lower() for t in tokens[max(0, k - 4) : k]], conjunction):
                 continue
             return tokens[k].start(), tokens[k + 1].end()
         return None

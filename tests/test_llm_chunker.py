@@ -112,7 +112,12 @@ def test_speakable(raw: str, spoken: str) -> None:
         ),
         (
             "The best way to sleep is to try and go to bed 7-9 hours before you wake up.",
-            ["The best way to sleep is to try", "and go to bed 7-9 hours before you wake up."],
+            ["The best way to sleep", "is to try and go to bed 7-9 hours before you wake up."],
+        ),
+        # A copula after a subject of five words or more; not after "there", nor in a question.
+        (
+            "The key to improving your sleep is to adopt a healthy routine.",
+            ["The key to improving your sleep", "is to adopt a healthy routine."],
         ),
         (
             "A spreadsheet is a digital document used to manage and organize data in rows and columns.",
@@ -120,14 +125,18 @@ def test_speakable(raw: str, spoken: str) -> None:
         ),
         ("I think it is fine if you do it.", ["I think it is fine", "if you do it."]),
         (
-            "One of the most famous facts about the moon is that it's a natural wonder.",
-            ["One of the most famous facts about the moon is", "that it's a natural wonder."],
+            "I can promise you that my favourite dish tonight is a classic chicken.",
+            ["I can promise you", "that my favourite dish tonight is a classic chicken."],
         ),
-        # A preposition only after first_max_words (8) words.
         (
             "The best way to make a cup of tea is to boil water in a kettle first.",
-            ["The best way to make a cup of tea is to boil water", "in a kettle first."],
+            ["The best way to make a cup of tea", "is to boil water in a kettle first."],
         ),
+        (
+            "The simplest yet most effective way to improve your sleep is by making it a habit.",
+            ["The simplest yet most effective way to improve your sleep", "is by making it a habit."],
+        ),
+        # A preposition only after first_max_words (8) words.
         (
             "The moon's beauty is a beautiful reminder of the intricate balance between light and darkness.",
             ["The moon's beauty is a beautiful reminder of the intricate balance", "between light and darkness."],
@@ -156,8 +165,10 @@ def test_a_long_first_clause_is_cut_at_a_phrase_boundary(step: int, text: str, e
         "The moon is a beautiful and mysterious celestial body.",  # in a noun phrase
         "Paris is the capital and largest city of France.",  # in a noun phrase
         "The first thing you should do is to sleep on your side.",  # a verb and its complement
-        "The simplest yet most effective way to improve your sleep is by making it a habit.",  # after "is"
         "That's a lot to take in one answer.",  # "take in": fewer than first_max_words words anyway
+        "Do you know what the weather is like today?",  # a question
+        "I wonder what the weather is like today.",  # "what ... is"
+        "Every single day of the week there is news.",  # "there is"
     ],
 )
 def test_a_first_chunk_is_not_cut_where_the_words_bind(text: str) -> None:
