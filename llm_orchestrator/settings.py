@@ -119,7 +119,8 @@ class LlmSettings(ServiceSettings):
         8,
         ge=0,
         description="A first clause with no comma is cut before a conjunction or relative word (and, that, "
-        "because...) once 4 words came, before a preposition once this many did (0: at clause boundaries only)",
+        "because...) once 4 words came, before is/are/was/were after a 5-word subject, before a preposition once "
+        "this many words came (0: at clause boundaries only)",
     )
     max_chunk_chars: int = Field(240, ge=40, description="Cut a sentence longer than this at a clause")
     code_phrase: str = Field("I've put the code on your screen.", description="Spoken instead of code")
