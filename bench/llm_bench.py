@@ -573,8 +573,8 @@ async def main() -> None:
         print("\nfirst chunks (llama.cpp): now | clause boundaries only")
         for row in results["backends"]["llamacpp"]["first_chunks"]:
             same = row["first_chunk_text"] == row["first_chunk_text_clause_only"]
-            print(f"- {row['question']}\n    {row['first_chunk_text']!r}"
-                  + ("  (same)" if same else f"\n    {row['first_chunk_text_clause_only']!r} ({row['saved_ms']:.0f} ms later)"))
+            other = f"\n    {row['first_chunk_text_clause_only']!r} ({row['saved_ms']:.0f} ms later)"
+            print(f"- {row['question']}\n    {row['first_chunk_text']!r}" + ("  (same)" if same else other))
     print(
         f"\nllama.cpp: load {results['llamacpp_load_ms']:.0f} ms, cold TTFT {results['llamacpp_cold_ttft_ms']:.0f} ms"
     )

@@ -142,7 +142,10 @@ def test_speakable(raw: str, spoken: str) -> None:
             ["The moon's beauty is a beautiful reminder of the intricate balance", "between light and darkness."],
         ),
         # A clause boundary that comes first still wins.
-        ("The capital of France is Paris, which is on the Seine.", ["The capital of France is Paris,", "which is on the Seine."]),
+        (
+            "The capital of France is Paris, which is on the Seine.",
+            ["The capital of France is Paris,", "which is on the Seine."],
+        ),
     ],
 )
 def test_a_long_first_clause_is_cut_at_a_phrase_boundary(step: int, text: str, expected: list[str]) -> None:
