@@ -5,14 +5,16 @@ llama-cpp-python's own, started here on 127.0.0.1) it streams the same short
 spoken-style questions with the shipped persona as system prompt and measures:
 
 * time to first token (TTFT), from the request to the first text piece;
-* time to the first speakable chunk, as the orchestrator's chunker cuts it;
+* time to the first speakable chunk, as the orchestrator's chunker cuts it,
+  and, from the same tokens, as it cut it with clause boundaries only
+  (``first_max_words=0``, before phrase boundaries): a paired comparison;
 * generation speed in tokens per second (after the first token);
 * for llama.cpp, how long a cancel takes to free the model (barge-in).
 
 Then it runs the orchestrator service against the real Redis and measures a
 turn end to end on the bus: TurnRequest enqueued -> first SpeakRequest.
 
-    python bench/llm_bench.py [--runs 8] [--threads 2] [--no-server] [--no-bus]
+    python bench/llm_bench.py [--runs 8] [--threads 2] [--no-server] [--no-bus] [--questions chat] [--show-chunks]
 
 Prints a table and writes bench/results/llm.json.
 
@@ -77,41 +79,78 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def one_reply(backend: Backend, prompt: PromptBuilder, question: str, max_tokens: int) -> dict[str, float]:
+def question_set(name: str) -> list[str]:
+    """``bench``: QUESTIONS; ``chat``: the typed sentences of chat_questions.json; ``client``: client_bench's."""
+    if name == "chat":
+        data = json.loads((ROOT / "bench" / "chat_questions.json").read_text(encoding="utf-8"))
+        return [turn["text"] for session in data["sessions"] for turn in session["turns"]]
+    if name == "client":
+        from bench.client_bench import COMMANDS
+
+        return list(COMMANDS)
+    return QUESTIONS
+
+
+async def one_reply(
+    backend: Backend, prompt: PromptBuilder, question: str, max_tokens: int, seed: int = 1
+) -> dict[str, Any]:
     messages = prompt.messages(prompt.system(), [], question)
-    chunker = SpeechChunker()
+    chunkers = {"": SpeechChunker(), "_clause_only": SpeechChunker(first_max_words=0)}
     started = time.perf_counter()
-    first_token = first_chunk = None
+    first_token = None
+    first_chunk: dict[str, float] = {}
+    first_text: dict[str, str] = {}
     tokens = 0
-    async for piece in backend.stream(messages, max_tokens=max_tokens, seed=1):
+    async for piece in backend.stream(messages, max_tokens=max_tokens, seed=seed):
         if not piece.text:
             continue
         now = time.perf_counter()
         tokens += 1
         first_token = first_token or now
-        if chunker.feed(piece.text) and first_chunk is None:
-            first_chunk = now
+        for key, chunker in chunkers.items():
+            cut = chunker.feed(piece.text)
+            if cut and key not in first_chunk:
+                first_chunk[key], first_text[key] = now, cut[0]
     ended = time.perf_counter()
-    if chunker.flush() and first_chunk is None:
-        first_chunk = ended
+    for key, chunker in chunkers.items():
+        cut = chunker.flush()
+        if cut and key not in first_chunk:
+            first_chunk[key], first_text[key] = ended, cut[0]
     first_token = first_token or ended
     return {
+        "question": question,
+        "first_chunk_text": first_text.get("", ""),
+        "first_chunk_text_clause_only": first_text.get("_clause_only", ""),
         "ttft_ms": (first_token - started) * 1000,
-        "first_chunk_ms": ((first_chunk or ended) - started) * 1000,
+        "first_chunk_ms": (first_chunk.get("", ended) - started) * 1000,
+        "first_chunk_clause_only_ms": (first_chunk.get("_clause_only", ended) - started) * 1000,
         "tokens": tokens,
         "tokens_per_s": (tokens - 1) / (ended - first_token) if tokens > 1 and ended > first_token else 0.0,
         "total_ms": (ended - started) * 1000,
     }
 
 
-async def measure(backend: Backend, prompt: PromptBuilder, runs: int, max_tokens: int) -> dict[str, Any]:
+async def measure(
+    backend: Backend, prompt: PromptBuilder, runs: int, max_tokens: int, questions: list[str] = QUESTIONS
+) -> dict[str, Any]:
     await backend.start(prompt.warm_messages())  # as the orchestrator starts: the system prompt cached (everywhere)
     await one_reply(backend, prompt, "Hello!", 4)  # warm: the system prompt is now cached
-    samples = [await one_reply(backend, prompt, QUESTIONS[i % len(QUESTIONS)], max_tokens) for i in range(runs)]
+    # Each pass over the questions with another seed: other replies.
+    samples = [
+        await one_reply(backend, prompt, questions[i % len(questions)], max_tokens, seed=1 + i // len(questions))
+        for i in range(runs)
+    ]
     summary: dict[str, Any] = {"runs": runs}
-    for key in ("ttft_ms", "first_chunk_ms", "tokens_per_s", "total_ms", "tokens"):
+    keys = ("ttft_ms", "first_chunk_ms", "first_chunk_clause_only_ms", "tokens_per_s", "total_ms", "tokens")
+    for key in keys:
         values = [s[key] for s in samples]
         summary[key] = {"p50": pct(values, 0.5), "p90": pct(values, 0.9), "mean": statistics.fmean(values)}
+    summary["first_chunks"] = [
+        {k: s[k] for k in ("question", "first_chunk_text", "first_chunk_text_clause_only")}
+        | {k: s[k] for k in ("ttft_ms", "first_chunk_ms", "first_chunk_clause_only_ms")}
+        | {"saved_ms": s["first_chunk_clause_only_ms"] - s["first_chunk_ms"]}
+        for s in samples
+    ]
     return summary
 
 
@@ -459,6 +498,13 @@ async def main() -> None:
     parser.add_argument("--max-sentences", type=int, default=2, help="with --sessions: the reply gate's limit")
     parser.add_argument("--compare", default="", help="with --sessions: also the backend of this git ref (main)")
     parser.add_argument("--rss", action="store_true", help="with --sessions: memory of each, in fresh processes")
+    parser.add_argument(
+        "--questions",
+        choices=("bench", "chat", "client"),
+        default="bench",
+        help="this file's 8, chat_questions.json's 50 or client_bench.py's 6 (each alone, seed 1, 2... per pass)",
+    )
+    parser.add_argument("--show-chunks", action="store_true", help="print each reply's first chunk, both ways")
     parser.add_argument("--rss-child", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -489,7 +535,8 @@ async def main() -> None:
     results["llamacpp_load_ms"] = (time.perf_counter() - started) * 1000
     cold = await one_reply(llama, prompt, QUESTIONS[0], 8)
     results["llamacpp_cold_ttft_ms"] = cold["ttft_ms"]
-    results["backends"]["llamacpp"] = await measure(llama, prompt, args.runs, args.max_tokens)
+    questions = question_set(args.questions)
+    results["backends"]["llamacpp"] = await measure(llama, prompt, args.runs, args.max_tokens, questions)
     results["llamacpp_cancel_ms"] = await cancel_latency(llama, prompt, 5)
 
     if not args.no_server:
@@ -497,7 +544,9 @@ async def main() -> None:
         try:
             server.wait()
             remote = OpenAICompatBackend(server.base_url, "local", "none", max_tokens=args.max_tokens)
-            results["backends"]["openai (llama_cpp.server)"] = await measure(remote, prompt, args.runs, args.max_tokens)
+            results["backends"]["openai (llama_cpp.server)"] = await measure(
+                remote, prompt, args.runs, args.max_tokens, questions
+            )
         finally:
             server.stop()
 
@@ -507,14 +556,25 @@ async def main() -> None:
 
     print(f"\nLLM benchmark: {model.name}, {args.threads} threads, up to {args.max_tokens} tokens, {args.runs} runs")
     print(f"load average at start: {', '.join(f'{x:.2f}' for x in results['load_avg_at_start'])}\n")
-    header = f"{'backend':28} {'TTFT p50':>9} {'p90':>7} {'1st chunk p50':>14} {'p90':>7} {'tok/s p50':>10}"
+    header = (
+        f"{'backend':28} {'TTFT p50':>9} {'p90':>7} {'1st chunk p50':>14} {'p90':>7} "
+        f"{'clause-only p50':>16} {'p90':>7} {'tok/s p50':>10}"
+    )
     print(header)
     print("-" * len(header))
     for name, r in results["backends"].items():
+        c = r["first_chunk_clause_only_ms"]
         print(
             f"{name:28} {r['ttft_ms']['p50']:8.0f}ms {r['ttft_ms']['p90']:5.0f}ms "
-            f"{r['first_chunk_ms']['p50']:12.0f}ms {r['first_chunk_ms']['p90']:5.0f}ms {r['tokens_per_s']['p50']:10.0f}"
+            f"{r['first_chunk_ms']['p50']:12.0f}ms {r['first_chunk_ms']['p90']:5.0f}ms "
+            f"{c['p50']:14.0f}ms {c['p90']:5.0f}ms {r['tokens_per_s']['p50']:10.0f}"
         )
+    if args.show_chunks:
+        print("\nfirst chunks (llama.cpp): now | clause boundaries only")
+        for row in results["backends"]["llamacpp"]["first_chunks"]:
+            same = row["first_chunk_text"] == row["first_chunk_text_clause_only"]
+            other = f"\n    {row['first_chunk_text_clause_only']!r} ({row['saved_ms']:.0f} ms later)"
+            print(f"- {row['question']}\n    {row['first_chunk_text']!r}" + ("  (same)" if same else other))
     print(
         f"\nllama.cpp: load {results['llamacpp_load_ms']:.0f} ms, cold TTFT {results['llamacpp_cold_ttft_ms']:.0f} ms"
     )

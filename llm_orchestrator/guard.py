@@ -32,6 +32,9 @@ COPY_WORDS = 5
 #: A run this long taken from an earlier reply is a copy wherever it is ("The answer to this question is" is not).
 LONG_COPY = 8
 
+#: A chunk ending so ends a sentence or a clause (the chunker's phrase cuts end with a bare word).
+_CLAUSE_END = re.compile(r"[.!?…,;:\u2014\u2013][\"')\]\u201d\u2019*_]*$")
+
 #: Phrases that report an action only a tool can do: saving notes, remembering, timers.
 _CLAIMS = re.compile(
     r"\b(?:"
@@ -165,10 +168,19 @@ class Context:
     def undecided(self, text: str) -> bool:
         """Too little of the reply to judge: it could still turn into an echo or a copy."""
         said = words(text)
-        if said == words(self.user_text)[: len(said)]:
+        heard = words(self.user_text)
+        if said == heard[: len(said)]:
             return True  # the user's words so far: "Feels like these days," (or nothing yet)
+        opens_earlier = any(said == words(reply)[: len(said)] for _, reply in self.exchanges)
         # Maybe an earlier reply again ("I'm sorry," then the rest of it): judge it with the next chunk.
-        return len(said) < COPY_WORDS and any(said == words(reply)[: len(said)] for _, reply in self.exchanges)
+        if len(said) < COPY_WORDS and opens_earlier:
+            return True
+        if len(said) < LONG_COPY and not _CLAUSE_END.search(text.strip()):
+            # Cut in mid-clause, before a conjunction ("You have a meeting in ten minutes"): alone it proves
+            # nothing when it is mostly the user's words or an earlier reply's opening; judge it with the
+            # rest of its sentence, as the whole clause would have been.
+            return opens_earlier or sum(_runs(said, heard, MIN_WORDS)) >= SIMILAR * len(said)
+        return False
 
 
 #: ``ReplyGate.stopped`` when the reply reached its sentence limit (not a fault of the reply).

@@ -121,6 +121,13 @@ class LlmSettings(ServiceSettings):
 
     # --- speech chunking ----------------------------------------------------
     first_chunk_min_words: int = Field(3, ge=1, description="Words before the first clause may be cut")
+    first_chunk_max_words: int = Field(
+        8,
+        ge=0,
+        description="A first clause with no comma is cut before a conjunction or relative word (and, that, "
+        "because...) once 4 words came, before is/are/was/were after a 5-word subject, before a preposition once "
+        "this many words came (0: at clause boundaries only)",
+    )
     max_chunk_chars: int = Field(240, ge=40, description="Cut a sentence longer than this at a clause")
     code_phrase: str = Field("I've put the code on your screen.", description="Spoken instead of code")
 

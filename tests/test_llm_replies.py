@@ -104,6 +104,23 @@ def test_the_start_of_an_earlier_reply_waits_for_the_rest() -> None:
     assert gate.rejected == "repeat"
 
 
+def test_a_first_chunk_cut_before_a_conjunction_is_judged_with_its_sentence_when_it_proves_nothing() -> None:
+    # The chunker cuts a long first clause before "and", "that"... (see test_llm_chunker).
+    gate = ReplyGate(Context("I have a meeting in ten minutes and I feel nervous."), max_sentences=2)
+    assert gate.offer(["You have a meeting in ten minutes"]) == [] and not gate.done  # mostly the user's words
+    assert gate.offer(["and you feel nervous."]) == []
+    assert gate.rejected == "echo"
+
+    earlier = "The answer to the question is simple: be kind."
+    gate = ReplyGate(Context("Why is the sky blue?", (("Why be nice?", earlier),)), max_sentences=2)
+    assert gate.offer(["The answer to the question"]) == [] and not gate.done  # a habit, or a stuck reply?
+    said = gate.offer(["that you asked is light scattering."])
+    assert said == ["The answer to the question", "that you asked is light scattering."]  # a habit
+
+    gate = ReplyGate(Context("What is the capital of France?"), max_sentences=2)
+    assert gate.offer(["Mondays are a day of the week"]) == ["Mondays are a day of the week"]  # judged at once
+
+
 def test_the_gate_ends_a_reply_at_a_copy_or_at_the_sentence_limit() -> None:
     context = Context("How many legs does a spider have?", (("What do you think about rainy days?", STUCK),))
     gate = ReplyGate(context, max_sentences=3)
