@@ -429,7 +429,8 @@ class Turn:
 
     def _chunker(self, early_first: bool = True) -> SpeechChunker:
         s = self.ctx.settings
-        return SpeechChunker(s.first_chunk_min_words, s.max_chunk_chars, s.code_phrase, early_first)
+        return SpeechChunker(s.first_chunk_min_words, s.max_chunk_chars, s.code_phrase, early_first,
+                             first_max_words=s.first_chunk_max_words)
 
     def _observe(self, ts: dict[str, float]) -> None:
         origin = ts.get("eot") or ts.get("transcript")
