@@ -453,7 +453,7 @@ async def sessions_main(args: argparse.Namespace, model: Path) -> None:
             out = subprocess.run(  # noqa: ASYNC221 (the measurements are over; nothing else runs)
                 [sys.executable, __file__, "--rss-child", impl, "--sessions", str(args.sessions),
                  "--threads", str(args.threads), "--max-tokens", str(args.max_tokens), "--model", str(model)],
-                check=True, capture_output=True, text=True, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"},
+                check=True, capture_output=True, text=True, env={**os.environ, "GOMP_SPINCOUNT": "10000"},
             ).stdout
             results["memory_mib"][impl] = json.loads(out.strip().splitlines()[-1])
     for run in runs:

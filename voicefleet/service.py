@@ -340,17 +340,31 @@ class Service:
         )
 
 
-def yield_idle_cores() -> None:
-    """Make OpenMP threads sleep, not spin, while they wait (unless the environment says otherwise).
+#: How long an OpenMP thread spins before it sleeps (GNU libgomp, which llama.cpp and CTranslate2 use).
+SPIN_COUNT = "10000"
 
-    llama.cpp and CTranslate2 run their threads under OpenMP, whose default is to
-    spin between steps. On a machine whose cores other processes share (the
-    fleet's own services, or anything else), a spinning thread holds a core that
-    the thread it waits for needs: measured on 2 busy cores (load ~12), 201
-    prompt tokens + 20 generated took 56.7 s with SmolLM2 on 2 threads, 5.1 s
-    with ``OMP_WAIT_POLICY=PASSIVE``. Call it in ``__main__`` before a model loads.
+
+def yield_idle_cores() -> None:
+    """Let OpenMP threads spin only briefly, then sleep, while they wait (unless the environment says otherwise).
+
+    llama.cpp and CTranslate2 run their threads under GNU OpenMP, whose default
+    is to spin for a long while (300,000 turns) at every wait. On cores other
+    processes share (the fleet's own services, or anything else) a spinning
+    thread holds the core the thread it waits for needs. Sleeping at once
+    (``OMP_WAIT_POLICY=PASSIVE``, what this did before) cures that but makes
+    every one of the hundreds of waits inside a token a sleep and a wake-up.
+    SmolLM2 on 2 threads, ms per generated token (2026-11-30,
+    ``bench/omp_bench.py``): quiet cores, default 6.5, PASSIVE 21, 10,000 turns
+    6.6; both cores busy with other processes, default 26-458, PASSIVE 11-53,
+    10,000 turns 18-19 (busy cores vary from run to run). Whisper's time is the
+    same either way. In the fleet (one session, quiet machine) the first
+    speakable chunk came 290 ms after the first token with PASSIVE, 80 ms with
+    this. Call it in
+    ``__main__`` before a model loads; ``OMP_WAIT_POLICY`` or
+    ``GOMP_SPINCOUNT`` in the environment win.
     """
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if "OMP_WAIT_POLICY" not in os.environ:
+        os.environ.setdefault("GOMP_SPINCOUNT", SPIN_COUNT)
 
 
 def _reraise_if_cancelled() -> None:
