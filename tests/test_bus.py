@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 from voicefleet.bus import Bus
 from voicefleet.messages import Message, ToolResult, TurnRequest
@@ -307,3 +308,19 @@ async def test_a_task_cancelled_in_a_blocking_read_always_ends(bus: Bus) -> None
             stuck += 1
             task.cancel()
     assert stuck == 0, f"{stuck} of 120 cancelled reads went on reading"
+
+
+def test_openmp_threads_spin_briefly_unless_the_environment_says(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from voicefleet.service import SPIN_COUNT, yield_idle_cores
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    yield_idle_cores()
+    assert os.environ["GOMP_SPINCOUNT"] == SPIN_COUNT
+    monkeypatch.setenv("GOMP_SPINCOUNT", "50")
+    yield_idle_cores()
+    assert os.environ["GOMP_SPINCOUNT"] == "50"  # an operator's choice wins
+    monkeypatch.delenv("GOMP_SPINCOUNT")
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    yield_idle_cores()
+    assert "GOMP_SPINCOUNT" not in os.environ  # PASSIVE asked for: nothing added
