@@ -88,7 +88,7 @@ class ReplayTracker:
         self._starts: dict[int, int] = {}  # utterance -> first sample of its audio
         self._pending: dict[int, int] = {}  # utterance whose turn is not handed on yet -> first sample
         self._done_to = 0  # end of speech of the last utterance whose turn was handed on
-        #: Called when a turn was handed on (or given up on): the owner writes the marker at once.
+        #: Called when a turn was given up on (no turn handed on): the owner writes the marker at once.
         self.on_settled: Callable[[], None] | None = None
 
     def frame(self, before_id: bytes, samples_before: int) -> None:
@@ -117,16 +117,16 @@ class ReplayTracker:
         def settled(done: asyncio.Task[Any]) -> None:
             if done.cancelled():  # the runner stopped: the turn was not handed on, a new owner redoes it
                 return
-            self.handed_on(final)
-            if self.on_settled is not None:
+            # A turn handed on was marked then (the owner's mark_position); a turn given up on is marked now.
+            if self.handed_on(final) and self.on_settled is not None:
                 self.on_settled()
 
         task.add_done_callback(settled)
 
-    def handed_on(self, final: Final) -> None:
-        """``final``'s turn was enqueued (or given up on): a new owner must not replay it."""
-        self._pending.pop(final.utterance, None)
+    def handed_on(self, final: Final) -> bool:
+        """``final``'s turn was enqueued (or given up on): a new owner must not replay it; False if told already."""
         self._done_to = max(self._done_to, final.speech_end)
+        return self._pending.pop(final.utterance, None) is not None
 
     def marker(self, last_id: bytes, read: int, detector: TurnDetector) -> str:
         """The ``stt_pos`` value for a runner that has read ``read`` samples, up to entry ``last_id``."""

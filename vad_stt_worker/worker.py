@@ -296,16 +296,19 @@ class SttService(Service):
             args=[self.instance, OWNER_FIELD, owner, POSITION_FIELD, runner.position_marker],
         )
 
-    def _mark_soon(self, sid: str, runner: SessionRunner) -> None:
-        """Write the marker now (from a task's done callback): a turn was handed on."""
+    def _owns(self, sid: str, runner: SessionRunner) -> bool:
+        """``runner`` still serves ``sid`` here, and this worker is not stopping (its own marker then)."""
         owned = self.sessions.get(sid)
-        if owned is not None and owned.runner is runner and not self.stopping:
+        return owned is not None and owned.runner is runner and not self.stopping
+
+    def _mark_soon(self, sid: str, runner: SessionRunner) -> None:
+        """Write the marker now (from a task's done callback): a turn was given up on."""
+        if self._owns(sid, runner):
             self.spawn(self._mark_now(sid, runner), name="stt-mark")
 
     async def _mark_if_owned(self, sid: str, runner: SessionRunner) -> None:
         """Write the marker now and wait for it (a turn is being handed on)."""
-        owned = self.sessions.get(sid)
-        if owned is not None and owned.runner is runner and not self.stopping:
+        if self._owns(sid, runner):
             await self._mark_now(sid, runner)
 
     async def _mark_now(self, sid: str, runner: SessionRunner) -> None:
